@@ -1,0 +1,120 @@
+"""App settings: one frozen dataclass, read lazily from the environment (Azure app settings).
+
+Every name the code reads is listed in SETTING_NAMES so infra tests can check the
+deployment sets each one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from urllib.parse import urlsplit
+
+DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+# App settings the code reads (storage connection settings are read by prefix).
+SETTING_NAMES = (
+    "AzureWebJobsStorage",
+    "AZURE_CLIENT_ID",
+    "GRAPH_ENDPOINT",
+    "SIGNOUT_QUEUE_NAME",
+    "STATUS_TABLE_NAME",
+    "PROTECTED_USERS",
+    "MAX_ATTEMPTS",
+    "RETRY_BASE_SECONDS",
+    "GRAPH_TIMEOUT_SECONDS",
+)
+
+
+class SettingsError(ValueError):
+    """An app setting is missing or malformed; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    graph_endpoint: str = DEFAULT_GRAPH_ENDPOINT
+    signout_queue: str = "signout-requests"
+    status_table: str = "signouttasks"
+    protected_users: frozenset[str] = field(default_factory=frozenset)
+    max_attempts: int = 6
+    retry_base_seconds: float = 2.0
+    graph_timeout_seconds: float = 15.0
+    managed_identity_client_id: str | None = None
+
+    @property
+    def poison_queue(self) -> str:
+        return f"{self.signout_queue}-poison"
+
+    @property
+    def graph_base_url(self) -> str:
+        """Graph v1.0 root without a trailing slash (the SDK's default yields `/v1.0//users`)."""
+        return f"{self.graph_endpoint}/v1.0"
+
+    @property
+    def graph_scope(self) -> str:
+        return f"{self.graph_endpoint}/.default"
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def parse_graph_endpoint(raw: str) -> str:
+    """Accept https Graph roots (public or sovereign); plain http only on loopback (the simulator)."""
+    endpoint = (raw.strip() or DEFAULT_GRAPH_ENDPOINT).rstrip("/")
+    parts = urlsplit(endpoint)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise SettingsError(f"GRAPH_ENDPOINT must be a bare origin such as {DEFAULT_GRAPH_ENDPOINT}, got {raw!r}")
+    if parts.scheme == "https" and parts.hostname:
+        return endpoint
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return endpoint
+    raise SettingsError(f"GRAPH_ENDPOINT must use https (plain http only on loopback), got {raw!r}")
+
+
+def _names(raw: str) -> frozenset[str]:
+    return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    return Settings(
+        graph_endpoint=parse_graph_endpoint(env.get("GRAPH_ENDPOINT", "")),
+        signout_queue=env.get("SIGNOUT_QUEUE_NAME", "").strip() or "signout-requests",
+        status_table=env.get("STATUS_TABLE_NAME", "").strip() or "signouttasks",
+        protected_users=_names(env.get("PROTECTED_USERS", "")),
+        max_attempts=_int(env, "MAX_ATTEMPTS", 6, 1, 50),
+        retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 2.0, 0.0, 3600.0),
+        graph_timeout_seconds=_float(env, "GRAPH_TIMEOUT_SECONDS", 15.0, 1.0, 120.0),
+        managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """Settings of this worker process, read once on first use (never at import)."""
+    return load_settings()
