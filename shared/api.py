@@ -1,0 +1,80 @@
+"""HTTP triggers: parse, call one use-case function, render. No business rules here."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared import status_api
+from shared.health import check_health
+from shared.http import absolute_url, endpoint, json_response
+from shared.intake import accept
+from shared.models import TaskRecord
+from shared.problems import Problem
+from shared.runtime import runtime
+from shared.signout_request import load_json_object, parse_signout_request, require_json
+
+bp = func.Blueprint()
+
+MAX_IDEMPOTENCY_KEY = 200
+POLL_SECONDS = "1"
+
+
+def status_url(req: func.HttpRequest, task: TaskRecord) -> str:
+    return absolute_url(req, f"/api/signouts/{task.id}")
+
+
+@bp.route(route="signouts", methods=["POST"])
+@endpoint
+async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
+    require_json(req.headers.get("content-type"))
+    request = parse_signout_request(load_json_object(req.get_body()))
+    key = _idempotency_key(req)
+    accepted = await accept(runtime(), request, key, requested_by=None)
+    tasks = [{**_summary(task), "statusUrl": status_url(req, task)} for task in accepted.tasks]
+    headers = {"Idempotent-Replayed": "true"} if accepted.replayed else {}
+    if len(tasks) == 1:
+        headers.update({"Location": tasks[0]["statusUrl"], "Retry-After": POLL_SECONDS})
+    return json_response({"tasks": tasks}, 202, headers)
+
+
+@bp.route(route="signouts/{id}", methods=["GET"])
+@endpoint
+async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
+    task = await status_api.get_task(runtime(), req.route_params.get("id", ""))
+    url = status_url(req, task)
+    if task.status.is_terminal:
+        return json_response(task.to_api(url))
+    return json_response(task.to_api(url), 202, {"Location": url, "Retry-After": POLL_SECONDS})
+
+
+@bp.route(route="signouts", methods=["GET"])
+@endpoint
+async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
+    query = status_api.parse_log_query(dict(req.params))
+    page = await status_api.read_log(runtime(), query)
+    body: dict[str, object] = {"tasks": [task.to_api(status_url(req, task)) for task in page.tasks]}
+    if page.continuation_token:
+        body["continuationToken"] = page.continuation_token
+        body["nextLink"] = absolute_url(req, "/api/signouts", {**query.as_params(), "continuationToken": page.continuation_token})
+    return json_response(body)
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    report = await check_health()
+    return json_response(report, 200 if report["status"] == "healthy" else 503)
+
+
+def _summary(task: TaskRecord) -> dict[str, str]:
+    return {"id": task.id, "user": task.user, "status": task.status.value}
+
+
+def _idempotency_key(req: func.HttpRequest) -> str | None:
+    key = req.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise Problem(400, "Invalid Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+    return key

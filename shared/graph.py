@@ -1,0 +1,178 @@
+"""The only module that talks to Microsoft Graph (msgraph-sdk, async, one client per process).
+
+Retries are not done here: a transient failure is raised as GraphFailure(transient=True)
+and the worker reschedules the task on the queue (visibility delay = Retry-After), so a
+throttled task never holds a worker while it waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from azure.core.exceptions import ClientAuthenticationError
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_http.middleware.options import HeadersInspectionHandlerOption, RetryHandlerOption
+
+from shared.models import utcnow
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from msgraph import GraphServiceClient
+
+USER_FIELDS = ["id", "userPrincipalName", "userType", "signInSessionsValidFromDateTime"]
+READ_PERMISSION = "User.Read.All"
+REVOKE_PERMISSION = "User.RevokeSessions.All"
+TRANSIENT_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class GraphUser:
+    id: str
+    user_principal_name: str | None
+    user_type: str | None
+    sessions_valid_from: datetime | None
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    value: Any
+    request_id: str | None
+
+
+class GraphFailure(Exception):
+    """A Graph call failed; `transient` says whether trying again later can help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        transient: bool = False,
+        permission: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.transient = transient
+        self.permission = permission  # the application permission the failed call needs
+
+
+def create_graph_client(settings: Settings, credential: AsyncTokenCredential) -> GraphServiceClient:
+    from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph_core import GraphClientFactory
+
+    timeout = httpx.Timeout(settings.graph_timeout_seconds, connect=min(5.0, settings.graph_timeout_seconds))
+    no_inline_retries = {RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0)}
+    http = GraphClientFactory.create_with_default_middleware(client=httpx.AsyncClient(timeout=timeout), options=no_inline_retries)
+    host = urlsplit(settings.graph_endpoint).hostname or ""
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[settings.graph_scope], allowed_hosts=[host])
+    adapter = GraphRequestAdapter(auth, client=http)
+    adapter.base_url = settings.graph_base_url  # explicit: the default yields /v1.0//users
+    return GraphServiceClient(request_adapter=adapter)
+
+
+class GraphGateway:
+    def __init__(self, client: GraphServiceClient, timeout_seconds: float) -> None:
+        self._client = client
+        self._timeout = timeout_seconds
+
+    async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult:
+        from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=USER_FIELDS)
+        config, inspect = _config(client_request_id, priority, query)
+        call = self._client.users.by_user_id(user).get(request_configuration=config)
+        found = await self._call(call, inspect, READ_PERMISSION)
+        graph_user = found.value
+        if graph_user is None or not graph_user.id:
+            raise GraphFailure("Graph returned no user", request_id=found.request_id, transient=True)
+        value = GraphUser(
+            id=graph_user.id,
+            user_principal_name=graph_user.user_principal_name,
+            user_type=graph_user.user_type,
+            sessions_valid_from=graph_user.sign_in_sessions_valid_from_date_time,
+        )
+        return GraphResult(value, found.request_id)
+
+    async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult:
+        config, inspect = _config(client_request_id, priority)
+        call = self._client.users.by_user_id(user_id).revoke_sign_in_sessions.post(request_configuration=config)
+        return await self._call(call, inspect, REVOKE_PERMISSION)
+
+    async def _call(self, call: Any, inspect: HeadersInspectionHandlerOption, permission: str) -> GraphResult:
+        try:
+            value = await asyncio.wait_for(call, timeout=self._timeout)
+        except APIError as exc:
+            raise _from_api_error(exc, permission) from exc
+        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+            raise GraphFailure("Microsoft Graph did not answer in time", code="Timeout", transient=True) from exc
+        except httpx.TransportError as exc:
+            raise GraphFailure(f"connection to Microsoft Graph failed: {type(exc).__name__}", code="ConnectionError", transient=True) from exc
+        except ClientAuthenticationError as exc:
+            # The managed-identity endpoint failed or is slow: not a permission problem.
+            raise GraphFailure(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
+        return GraphResult(value, _first(inspect.response_headers.get("request-id")))
+
+
+def _config(client_request_id: str, priority: str, query: Any = None) -> tuple[RequestConfiguration[Any], HeadersInspectionHandlerOption]:
+    inspect = HeadersInspectionHandlerOption(inspect_response_headers=True)
+    config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query, options=[inspect])
+    config.headers.add("client-request-id", client_request_id)
+    config.headers.add("x-ms-throttle-priority", priority)
+    return config, inspect
+
+
+def _first(values: set[str] | None) -> str | None:
+    return next(iter(values), None) if values else None
+
+
+def _header(headers: dict[str, str] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), None when absent or unusable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - utcnow()).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _from_api_error(exc: APIError, permission: str) -> GraphFailure:
+    status = exc.response_status_code
+    error = getattr(exc, "error", None)
+    inner = getattr(error, "inner_error", None)
+    request_id = getattr(inner, "request_id", None) or _header(exc.response_headers, "request-id")
+    return GraphFailure(
+        getattr(error, "message", None) or exc.message or f"Graph answered HTTP {status}",
+        status=status,
+        code=getattr(error, "code", None),
+        request_id=request_id,
+        retry_after=parse_retry_after(_header(exc.response_headers, "retry-after")),
+        transient=status is None or status in TRANSIENT_STATUSES,
+        permission=permission,
+    )

@@ -1,0 +1,75 @@
+"""HTTP plumbing shared by the endpoints: JSON and problem+json responses, error mapping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import azure.functions as func
+from azure.core.exceptions import AzureError, HttpResponseError
+
+from shared.intake import Busy
+from shared.problems import PROBLEM_CONTENT_TYPE, Problem
+from shared.settings import SettingsError
+
+log = logging.getLogger("signout.http")
+Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, headers=headers, mimetype="application/json")
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(problem.body(instance)), status_code=problem.status, headers=problem.headers, mimetype=PROBLEM_CONTENT_TYPE
+    )
+
+
+def _unavailable(exc: Exception) -> Problem | None:
+    """Storage or a dependency is down: 503 so the caller retries; nothing was half-accepted."""
+    if isinstance(exc, Busy):
+        return Problem(503, "Busy", str(exc), headers={"Retry-After": "2"})
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None and exc.status_code < 500:
+        return None
+    if isinstance(exc, AzureError):
+        return Problem(503, "Storage unavailable", "the request was not accepted; retry later", headers={"Retry-After": "5"})
+    return None
+
+
+def endpoint(handler: Handler) -> Handler:
+    """Render Problems as problem+json, dependency outages as 503, anything else as a bare 500."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        path = urlsplit(req.url).path
+        try:
+            return await handler(req)
+        except Problem as problem:
+            return problem_response(problem, path)
+        except SettingsError as exc:
+            log.error("configuration error: %s", exc)
+            return problem_response(Problem(500, "Service misconfigured", str(exc)), path)
+        except Exception as exc:
+            unavailable = _unavailable(exc)
+            if unavailable is not None:
+                log.warning("dependency unavailable on %s: %s", path, type(exc).__name__)
+                return problem_response(unavailable, path)
+            log.exception("unexpected error on %s", path)
+            return problem_response(Problem(500, "Internal error", "an unexpected error occurred"), path)
+
+    return wrapper
+
+
+def absolute_url(req: func.HttpRequest, path: str, query: dict[str, str] | None = None) -> str:
+    """A URL on this app, keeping the caller's function key (`code`) so a poller can follow it."""
+    parts = urlsplit(req.url)
+    params = dict(query or {})
+    if req.params.get("code"):
+        params["code"] = req.params["code"]
+    suffix = f"?{urlencode(params)}" if params else ""
+    return f"{parts.scheme}://{parts.netloc}{path}{suffix}"

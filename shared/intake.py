@@ -1,0 +1,137 @@
+"""Accepting sign-out requests: one durable task per user, idempotent, coalescing queued ones.
+
+Order per user, so that a 202 always means "durably queued" and a failure leaves nothing
+half-done: claim the user's pending slot -> put the message on the queue *invisible* ->
+write the record -> make the message visible. If the record cannot be written the message
+is withdrawn; if even that fails, it surfaces after ACCEPT_WINDOW and the worker drops it
+because no record exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from shared.identifiers import UserRef
+from shared.messages import TaskMessage
+from shared.models import TaskRecord, TaskStatus, utcnow
+from shared.problems import Problem
+from shared.runtime import Runtime
+from shared.signout_request import SignoutRequest
+from shared.logs import state_change
+from shared.status_store import Pending
+
+log = logging.getLogger("signout.intake")
+
+ACCEPT_WINDOW = timedelta(seconds=60)  # a message hidden this long has its record decided
+IDEMPOTENCY_TTL = timedelta(hours=24)
+_PARALLEL_USERS = 32
+
+
+@dataclass(frozen=True)
+class Accepted:
+    tasks: list[TaskRecord]
+    replayed: bool = False
+
+
+class Busy(Exception):
+    """Another request is accepting the same thing right now; the caller should retry."""
+
+
+async def accept(rt: Runtime, request: SignoutRequest, idempotency_key: str | None, requested_by: dict[str, str] | None) -> Accepted:
+    if idempotency_key is None:
+        return Accepted(await _accept_all(rt, request, requested_by))
+    return await _accept_once(rt, request, idempotency_key, requested_by)
+
+
+async def _accept_once(rt: Runtime, request: SignoutRequest, key: str, requested_by: dict[str, str] | None) -> Accepted:
+    fingerprint = request.fingerprint()
+    entry = await rt.store.idempotency(key)
+    if entry and utcnow() - entry.created_at < IDEMPOTENCY_TTL:
+        if entry.body_hash != fingerprint:
+            raise Problem(422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request body in the last 24 hours")
+        if entry.completed:
+            return Accepted(await rt.store.get_many(list(entry.task_ids)), replayed=True)
+        if utcnow() - entry.created_at < ACCEPT_WINDOW:
+            raise Problem(409, "Request in progress", "a request with this Idempotency-Key is still being accepted", headers={"Retry-After": "1"})
+    claim = await rt.store.claim_idempotency(key, fingerprint, entry)
+    if claim is None:
+        raise Problem(409, "Request in progress", "a request with this Idempotency-Key is being accepted", headers={"Retry-After": "1"})
+    try:
+        tasks = await _accept_all(rt, request, requested_by)
+    except BaseException:
+        await _quietly(rt.store.release_idempotency(key, claim), "release idempotency key")
+        raise
+    await rt.store.complete_idempotency(key, claim, [task.id for task in tasks])
+    return Accepted(tasks)
+
+
+async def _accept_all(rt: Runtime, request: SignoutRequest, requested_by: dict[str, str] | None) -> list[TaskRecord]:
+    limit = asyncio.Semaphore(_PARALLEL_USERS)
+
+    async def one(user: UserRef) -> TaskRecord:
+        async with limit:
+            return await accept_user(rt, user, request, requested_by)
+
+    return list(await asyncio.gather(*(one(user) for user in request.users)))
+
+
+async def accept_user(rt: Runtime, user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+    for _ in range(5):
+        pending = await rt.store.pending(user)
+        if pending is not None:
+            queued = await _still_queued(rt, pending)
+            if queued is not None:
+                state_change(queued, "coalesced a new request into this queued task")
+                return queued
+        task_id = str(uuid.uuid4())
+        if await rt.store.claim_pending(user, task_id, pending):
+            return await _create(rt, user, task_id, request, requested_by)
+    raise Busy(f"could not accept a sign-out for {user.value}: too many concurrent requests")
+
+
+async def _still_queued(rt: Runtime, pending: Pending) -> TaskRecord | None:
+    """The pending task if it is still waiting to run; None if it started or was abandoned."""
+    for _ in range(20):
+        record = await rt.store.get(pending.task_id)
+        if record is not None:
+            return record if record.status is TaskStatus.QUEUED else None
+        if utcnow() - pending.claimed_at > ACCEPT_WINDOW:
+            return None  # its request failed before writing the record
+        await asyncio.sleep(0.1)  # being accepted by a concurrent request right now
+    raise Busy("a sign-out for this user is being accepted by another request")
+
+
+async def _create(rt: Runtime, user: UserRef, task_id: str, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+    now = utcnow()
+    record = TaskRecord(
+        id=task_id,
+        user=user.value,
+        status=TaskStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        description=request.description,
+        requested_by=requested_by,
+        correlation_id=request.correlation_id,
+    )
+    queue_name = rt.settings.signout_queue
+    receipt = await rt.queue.put(queue_name, TaskMessage(task_id, user).to_text(), ACCEPT_WINDOW.total_seconds())
+    try:
+        record = await rt.store.create(record, user)
+    except BaseException:
+        await _quietly(rt.queue.withdraw(receipt), "withdraw message of unwritten task")
+        raise
+    # Released now; if this fails the message still surfaces when ACCEPT_WINDOW ends.
+    await _quietly(rt.queue.release(receipt), "release message")
+    state_change(record)
+    return record
+
+
+async def _quietly(step: object, what: str) -> None:
+    try:
+        await step  # type: ignore[misc]
+    except Exception as exc:  # best effort: the design tolerates this step failing
+        log.warning("could not %s: %s", what, type(exc).__name__)

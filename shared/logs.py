@@ -1,0 +1,25 @@
+"""One structured log line per task state change; never tokens, keys or message bodies."""
+
+from __future__ import annotations
+
+import logging
+
+from shared.models import TaskRecord
+
+log = logging.getLogger("signout.task")
+
+
+def state_change(record: TaskRecord, note: str = "", graph_request_id: str | None = None) -> None:
+    fields = {
+        "taskId": record.id,
+        "status": record.status.value,
+        "user": record.user,
+        "correlationId": record.correlation_id,
+        "attempts": record.attempts,
+        "graphRequestId": graph_request_id or (record.error.graph_request_id if record.error else None),
+        "errorCategory": record.error.category.value if record.error else None,
+    }
+    present = {key: value for key, value in fields.items() if value is not None}
+    text = " ".join(f"{key}={value}" for key, value in present.items())
+    level = logging.WARNING if record.status.value == "failed" else logging.INFO
+    log.log(level, "task %s%s", text, f" ({note})" if note else "", extra={"custom_dimensions": present})

@@ -1,0 +1,212 @@
+"""The sign-out task: its statuses, allowed transitions, error categories and record shape."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+
+class TaskStatus(str, Enum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED})
+
+# queued -> in_progress when a worker picks it up; in_progress -> in_progress when a
+# message is redelivered after a crash; in_progress -> queued when a transient error
+# reschedules it; queued/in_progress -> failed when its message is poisoned.
+ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.FAILED}),
+    TaskStatus.IN_PROGRESS: frozenset(
+        {TaskStatus.IN_PROGRESS, TaskStatus.QUEUED, TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED}
+    ),
+    TaskStatus.SUCCEEDED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.SKIPPED: frozenset(),
+}
+
+
+class InvalidTransition(Exception):
+    def __init__(self, current: TaskStatus, wanted: TaskStatus) -> None:
+        super().__init__(f"cannot move a task from {current.value} to {wanted.value}")
+        self.current = current
+        self.wanted = wanted
+
+
+class ErrorCategory(str, Enum):
+    PERMISSION_DENIED = "permission_denied"
+    USER_NOT_FOUND = "user_not_found"
+    INVALID_REQUEST = "invalid_request"
+    GAVE_UP = "gave_up"
+    PROTECTED_ACCOUNT = "protected_account"
+    TRANSIENT = "transient"  # last error of a task that is being retried
+
+
+@dataclass(frozen=True)
+class TaskError:
+    category: ErrorCategory
+    message: str
+    code: str | None = None
+    graph_request_id: str | None = None
+    http_status: int | None = None
+    hint: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        data = {
+            "category": self.category.value,
+            "code": self.code,
+            "message": self.message,
+            "graphRequestId": self.graph_request_id,
+            "httpStatus": self.http_status,
+            "hint": self.hint,
+        }
+        return {key: value for key, value in data.items() if value is not None}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: str
+    user: str
+    status: TaskStatus
+    created_at: datetime
+    updated_at: datetime
+    description: str = ""
+    source: str = "api"
+    requested_by: dict[str, str] | None = None
+    correlation_id: str | None = None
+    resolved_id: str | None = None
+    resolved_upn: str | None = None
+    user_type: str | None = None
+    completed_at: datetime | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    error: TaskError | None = None
+    graph_request_id: str | None = None  # Graph's request-id of the revoke call
+    sessions_valid_from: datetime | None = None
+    verified: bool | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    etag: str | None = field(default=None, compare=False)
+
+    def moved_to(self, status: TaskStatus, **changes: Any) -> TaskRecord:
+        """The record after a transition; raises InvalidTransition for a forbidden one."""
+        if status not in ALLOWED_TRANSITIONS[self.status]:
+            raise InvalidTransition(self.status, status)
+        now = utcnow()
+        completed = now if status.is_terminal else None
+        return replace(self, status=status, updated_at=now, completed_at=completed, **changes)
+
+    def to_api(self, status_url: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "user": self.user,
+            "status": self.status.value,
+            "description": self.description,
+            "source": self.source,
+            "requestedBy": self.requested_by,
+            "correlationId": self.correlation_id,
+            "resolvedUser": {"id": self.resolved_id, "userPrincipalName": self.resolved_upn, "userType": self.user_type}
+            if self.resolved_id
+            else None,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "completedAt": iso(self.completed_at),
+            "attempts": self.attempts,
+            "nextAttemptAt": iso(self.next_attempt_at),
+            "error": self.error.to_api() if self.error else None,
+            "graphRequestId": self.graph_request_id,
+            "sessionsValidFrom": iso(self.sessions_valid_from),
+            "verified": self.verified,
+            "warnings": list(self.warnings),
+        }
+        if status_url:
+            data["statusUrl"] = status_url
+        return data
+
+    # Table storage keeps flat, typed columns; nested values are JSON text.
+    def to_entity(self) -> dict[str, Any]:
+        error = asdict(self.error) if self.error else None
+        if error:
+            error["category"] = self.error.category.value  # type: ignore[union-attr]
+        entity: dict[str, Any] = {
+            "PartitionKey": self.id,
+            "RowKey": "task",
+            "User": self.user,
+            "Status": self.status.value,
+            "CreatedAt": self.created_at,
+            "UpdatedAt": self.updated_at,
+            "Description": self.description,
+            "Source": self.source,
+            "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
+            "CorrelationId": self.correlation_id,
+            "ResolvedId": self.resolved_id,
+            "ResolvedUpn": self.resolved_upn,
+            "UserType": self.user_type,
+            "CompletedAt": self.completed_at,
+            "Attempts": self.attempts,
+            "NextAttemptAt": self.next_attempt_at,
+            "Error": json.dumps(error) if error else None,
+            "GraphRequestId": self.graph_request_id,
+            "SessionsValidFrom": self.sessions_valid_from,
+            "Verified": self.verified,
+            "Warnings": json.dumps(list(self.warnings)) if self.warnings else None,
+        }
+        return {key: value for key, value in entity.items() if value is not None}
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any], etag: str | None = None) -> TaskRecord:
+        error = json.loads(entity["Error"]) if entity.get("Error") else None
+        return cls(
+            id=entity["PartitionKey"],
+            user=entity["User"],
+            status=TaskStatus(entity["Status"]),
+            created_at=_aware(entity["CreatedAt"]),
+            updated_at=_aware(entity["UpdatedAt"]),
+            description=entity.get("Description", ""),
+            source=entity.get("Source", "api"),
+            requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
+            correlation_id=entity.get("CorrelationId"),
+            resolved_id=entity.get("ResolvedId"),
+            resolved_upn=entity.get("ResolvedUpn"),
+            user_type=entity.get("UserType"),
+            completed_at=_aware(entity.get("CompletedAt")),
+            attempts=int(entity.get("Attempts", 0)),
+            next_attempt_at=_aware(entity.get("NextAttemptAt")),
+            error=TaskError(**{**error, "category": ErrorCategory(error["category"])}) if error else None,
+            graph_request_id=entity.get("GraphRequestId"),
+            sessions_valid_from=_aware(entity.get("SessionsValidFrom")),
+            verified=entity.get("Verified"),
+            warnings=tuple(json.loads(entity["Warnings"])) if entity.get("Warnings") else (),
+            etag=etag,
+        )
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value

@@ -1,0 +1,56 @@
+"""Clients of this worker process: created lazily, once, inside the event loop that uses them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from shared.settings import Settings, get_settings
+from shared.status_store import StatusStore
+from shared.storage import queue_service, read_connection, table_service
+from shared.work_queue import WorkQueue
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from shared.graph import GraphGateway
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def store(self) -> StatusStore:
+        return StatusStore(table_service(read_connection()), self.settings.status_table)
+
+    @cached_property
+    def queue(self) -> WorkQueue:
+        return WorkQueue(queue_service(read_connection()))
+
+    @cached_property
+    def credential(self) -> AsyncTokenCredential:
+        from shared.credentials import create_credential
+
+        return create_credential()
+
+    @cached_property
+    def graph(self) -> GraphGateway:
+        # Imported here: msgraph-sdk is large, and the HTTP path never needs it.
+        from shared.graph import GraphGateway, create_graph_client
+
+        return GraphGateway(create_graph_client(self.settings, self.credential), self.settings.graph_timeout_seconds)
+
+
+_runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
+
+
+def runtime() -> Runtime:
+    """The process's runtime for the running event loop (async clients are bound to a loop)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _runtimes:
+        _runtimes.clear()  # a new loop (tests) makes the old clients unusable anyway
+        _runtimes[loop] = Runtime(get_settings())
+    return _runtimes[loop]

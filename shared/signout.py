@@ -1,0 +1,181 @@
+"""The use case: process one sign-out task end to end (no Azure Functions types here).
+
+resolve the user -> refuse protected accounts -> revokeSignInSessions -> read back
+signInSessionsValidFromDateTime -> record the outcome. Transient failures reschedule the
+task on the queue with a visibility delay (Retry-After when Graph sends one).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.graph import GraphFailure, GraphUser
+from shared.identifiers import UserRef
+from shared.logs import state_change
+from shared.messages import InvalidMessage, TaskMessage, decode_message
+from shared.models import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
+from shared.runtime import Runtime
+
+log = logging.getLogger("signout.worker")
+
+PRIORITY = "high"  # single and alert-driven sign-outs: throttled last by Graph
+MAX_RETRY_DELAY_SECONDS = 300.0
+GUEST_WARNING = (
+    "Guest (B2B) account: Microsoft Entra ID does not apply revokeSignInSessions to external users' "
+    "home-tenant sessions; revoke them in the user's home tenant as well."
+)
+UNVERIFIED_WARNING = (
+    "signInSessionsValidFromDateTime read back is earlier than the request; Graph may apply the "
+    "revocation with a delay of a few minutes."
+)
+PERMISSION_HINT = (
+    "Grant the Function App's managed identity the Microsoft Graph application permission {permission} "
+    "(admin consent required); see README, Deployment."
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: TaskStatus
+    changes: dict[str, Any] = field(default_factory=dict)
+    graph_request_id: str | None = None
+
+
+async def process_message(rt: Runtime, raw: bytes, message_id: str) -> None:
+    try:
+        message = decode_message(raw)
+    except InvalidMessage as exc:
+        log.error("dropped invalid queue message %s: %s", message_id, exc.reason)
+        if exc.task_id:
+            await fail_task(rt, exc.task_id, TaskError(ErrorCategory.INVALID_REQUEST, f"invalid queue message: {exc.reason}"))
+        return
+    await process_task(rt, message)
+
+
+async def process_task(rt: Runtime, message: TaskMessage) -> None:
+    record = await rt.store.get(message.task_id)
+    if record is None:
+        log.warning("dropped message for task %s: no record (its request was not accepted)", message.task_id)
+        return
+    if record.status.is_terminal:
+        log.info("task %s is already %s; redelivered message ignored", record.id, record.status.value)
+        return
+    if record.user.lower() != message.user.key:
+        await _move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.INVALID_REQUEST, "queue message names another user than the task"))
+        return
+    if record.attempts >= rt.settings.max_attempts:  # crashed mid-attempt too often
+        await _give_up(rt, record, "the task's attempts ended without a result")
+        return
+    record = await _move(rt, record, TaskStatus.IN_PROGRESS, attempts=record.attempts + 1, next_attempt_at=None)
+    try:
+        outcome = await revoke(rt, record, message.user)
+    except GraphFailure as failure:
+        await _after_failure(rt, record, message, failure)
+        return
+    await _move(rt, record, outcome.status, graph_request_id=outcome.graph_request_id, **outcome.changes)
+
+
+async def revoke(rt: Runtime, record: TaskRecord, user: UserRef) -> Outcome:
+    if user.key in rt.settings.protected_users:
+        return _protected(user.value)
+    found = await rt.graph.get_user(user.value, record.id, PRIORITY)
+    target: GraphUser = found.value
+    resolved = {"resolved_id": target.id, "resolved_upn": target.user_principal_name, "user_type": target.user_type}
+    if {target.id.lower(), (target.user_principal_name or "").lower()} & rt.settings.protected_users:
+        return _protected(user.value, resolved)
+    revoked = await rt.graph.revoke_sessions(target.id, record.id, PRIORITY)
+    valid_from, warnings = await _read_back(rt, record, target.id)
+    guest = (target.user_type or "").lower() == "guest"
+    verified = not guest and valid_from is not None and valid_from >= record.created_at.replace(microsecond=0)
+    if guest:
+        warnings.append(GUEST_WARNING)
+    elif valid_from is not None and not verified:
+        warnings.append(UNVERIFIED_WARNING)
+    changes = {**resolved, "sessions_valid_from": valid_from, "verified": verified, "warnings": tuple(warnings), "error": None}
+    return Outcome(TaskStatus.SUCCEEDED, changes, revoked.request_id)
+
+
+async def _read_back(rt: Runtime, record: TaskRecord, user_id: str) -> tuple[datetime | None, list[str]]:
+    """The revocation already happened: a failed read-back must not repeat it."""
+    try:
+        after = await rt.graph.get_user(user_id, record.id, PRIORITY)
+    except GraphFailure as failure:
+        return None, [f"could not read signInSessionsValidFromDateTime back: {failure.message}"]
+    return after.value.sessions_valid_from, []
+
+
+def _protected(user: str, resolved: dict[str, Any] | None = None) -> Outcome:
+    error = TaskError(ErrorCategory.PROTECTED_ACCOUNT, f"{user} is a protected account (PROTECTED_USERS); it was not signed out")
+    return Outcome(TaskStatus.SKIPPED, {**(resolved or {}), "error": error})
+
+
+def classify(failure: GraphFailure) -> TaskError:
+    """Map a Graph failure to the task's error category."""
+    common = {"code": failure.code, "graph_request_id": failure.request_id, "http_status": failure.status}
+    if failure.transient:
+        return TaskError(ErrorCategory.TRANSIENT, failure.message, **common)
+    if failure.status == 403:
+        hint = PERMISSION_HINT.format(permission=failure.permission or "User.RevokeSessions.All")
+        return TaskError(ErrorCategory.PERMISSION_DENIED, failure.message, hint=hint, **common)
+    if failure.status == 404:
+        return TaskError(ErrorCategory.USER_NOT_FOUND, failure.message, **common)
+    return TaskError(ErrorCategory.INVALID_REQUEST, failure.message, **common)
+
+
+def retry_delay(retry_after: float | None, attempt: int, base_seconds: float) -> float:
+    """Retry-After when Graph gives one; else exponential backoff with jitter. Never below 1 s."""
+    if retry_after is not None and retry_after > 0:
+        return min(max(retry_after, 1.0), MAX_RETRY_DELAY_SECONDS)
+    backoff = min(base_seconds * 2 ** max(attempt - 1, 0), MAX_RETRY_DELAY_SECONDS)
+    return max(1.0, random.uniform(backoff / 2, backoff))
+
+
+async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, failure: GraphFailure) -> None:
+    error = classify(failure)
+    if error.category is not ErrorCategory.TRANSIENT:
+        await _move(rt, record, TaskStatus.FAILED, error=error)
+        return
+    if record.attempts >= rt.settings.max_attempts:
+        await _give_up(rt, record, failure.message, error)
+        return
+    delay = retry_delay(failure.retry_after, record.attempts, rt.settings.retry_base_seconds)
+    next_at = utcnow() + timedelta(seconds=delay)
+    await _move(rt, record, TaskStatus.QUEUED, error=error, next_attempt_at=next_at)
+    # If this put fails the exception makes the host redeliver the original message instead.
+    await rt.queue.put(rt.settings.signout_queue, message.to_text(), delay)
+
+
+async def _give_up(rt: Runtime, record: TaskRecord, reason: str, last: TaskError | None = None) -> None:
+    message = f"gave up after {record.attempts} attempt(s); last error: {reason}"
+    details = {"code": last.code, "graph_request_id": last.graph_request_id, "http_status": last.http_status} if last else {}
+    await _move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.GAVE_UP, message, **details))
+
+
+async def fail_task(rt: Runtime, task_id: str, error: TaskError) -> None:
+    """Mark a task failed unless it already finished (poison and invalid messages)."""
+    record = await rt.store.get(task_id)
+    if record is None or record.status.is_terminal:
+        return
+    await _move(rt, record, TaskStatus.FAILED, error=error)
+
+
+async def process_poison(rt: Runtime, raw: bytes, message_id: str, dequeue_count: int | None) -> None:
+    try:
+        task_id = decode_message(raw).task_id
+    except InvalidMessage as exc:
+        task_id = exc.task_id
+    if task_id is None:
+        log.error("poison message %s names no task; dropped", message_id)
+        return
+    reason = "its queue message failed repeatedly and was moved to the poison queue"
+    await fail_task(rt, task_id, TaskError(ErrorCategory.GAVE_UP, f"gave up: {reason}"))
+
+
+async def _move(rt: Runtime, record: TaskRecord, status: TaskStatus, **changes: Any) -> TaskRecord:
+    saved = await rt.store.save(record, record.moved_to(status, **changes))
+    state_change(saved)
+    return saved

@@ -1,0 +1,105 @@
+"""Parsing and validation of `POST /api/signouts` bodies into a typed request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.problems import Problem, field_error
+
+MAX_BODY_BYTES = 512 * 1024  # 1,000 users of 256 characters each, and room to spare
+MAX_USERS = 1000
+MAX_DESCRIPTION = 1024
+MAX_CORRELATION_ID = 128
+KNOWN_FIELDS = frozenset({"users", "user", "description", "correlationId"})
+
+
+@dataclass(frozen=True)
+class SignoutRequest:
+    users: tuple[UserRef, ...]
+    description: str = ""
+    correlation_id: str | None = None
+
+    def fingerprint(self) -> str:
+        """What an Idempotency-Key is bound to: the same key with another body is refused."""
+        canonical = {
+            "users": [user.key for user in self.users],
+            "description": self.description,
+            "correlationId": self.correlation_id,
+        }
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def require_json(content_type: str | None) -> None:
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise Problem(415, "Unsupported media type", f"send the body as application/json, not {media_type or 'nothing'}")
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_BODY_BYTES:
+        raise Problem(413, "Request body too large", f"the body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise Problem(400, "Malformed JSON", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise Problem(400, "Invalid request", "the body must be a JSON object")
+    return data
+
+
+def _text(data: dict[str, Any], name: str, limit: int, errors: list[dict[str, Any]]) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        errors.append(field_error(f"/{name}", "must be a string"))
+        return None
+    if len(value) > limit:
+        errors.append(field_error(f"/{name}", f"must be at most {limit} characters (got {len(value)})"))
+        return None
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+        errors.append(field_error(f"/{name}", "must not contain control characters"))
+        return None
+    return value
+
+
+def _user_list(data: dict[str, Any], errors: list[dict[str, Any]]) -> tuple[list[Any], str]:
+    if "users" in data and "user" in data:
+        errors.append(field_error("/user", "give either `user` or `users`, not both"))
+        return [], "/users"
+    if "user" in data:
+        return [data["user"]], "/user"
+    raw = data.get("users")
+    if raw is None:
+        errors.append(field_error("/users", "is required: a list of user principal names or object ids"))
+        return [], "/users"
+    if not isinstance(raw, list):
+        errors.append(field_error("/users", "must be a list"))
+        return [], "/users"
+    if not raw:
+        errors.append(field_error("/users", "must name at least one user"))
+    return raw, "/users"
+
+
+def parse_signout_request(data: dict[str, Any]) -> SignoutRequest:
+    errors = [field_error(f"/{name}", "is not a known field") for name in sorted(set(data) - KNOWN_FIELDS)]
+    raw_users, pointer = _user_list(data, errors)
+    if len(raw_users) > MAX_USERS:
+        raise Problem(413, "Too many users", f"{len(raw_users)} users in one request; the limit is {MAX_USERS}")
+    users: dict[str, UserRef] = {}  # duplicates in one request become one task
+    for index, raw in enumerate(raw_users):
+        try:
+            user = parse_user(raw)
+        except InvalidIdentifier as exc:
+            errors.append(field_error(pointer if pointer == "/user" else f"{pointer}/{index}", str(exc)))
+            continue
+        users.setdefault(user.key, user)
+    description = _text(data, "description", MAX_DESCRIPTION, errors)
+    correlation_id = _text(data, "correlationId", MAX_CORRELATION_ID, errors)
+    if errors:
+        raise Problem(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
+    return SignoutRequest(tuple(users.values()), description or "", correlation_id)

@@ -1,0 +1,117 @@
+"""Admin queries: one task by id, and the remediation log (newest first, paginated)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.messages import is_task_id
+from shared.models import TaskRecord, TaskStatus, iso, parse_iso
+from shared.problems import Problem, field_error
+from shared.runtime import Runtime
+
+DEFAULT_TOP = 50
+MAX_TOP = 100
+SCAN_BUDGET = 1000  # index rows read per page at most when a status filter is selective
+_ROW_KEY = re.compile(r"\d{13}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+KNOWN_PARAMS = frozenset({"user", "status", "since", "until", "top", "continuationToken", "code"})
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    user: UserRef | None = None
+    status: TaskStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    top: int = DEFAULT_TOP
+    after: str | None = None
+
+    def as_params(self) -> dict[str, str]:
+        params = {
+            "user": self.user.value if self.user else None,
+            "status": self.status.value if self.status else None,
+            "since": iso(self.since),
+            "until": iso(self.until),
+            "top": str(self.top),
+        }
+        return {key: value for key, value in params.items() if value}
+
+
+@dataclass(frozen=True)
+class LogResult:
+    tasks: list[TaskRecord]
+    continuation_token: str | None
+
+
+async def get_task(rt: Runtime, task_id: str) -> TaskRecord:
+    if not is_task_id(task_id):
+        raise Problem(400, "Invalid task id", "a task id is a lowercase GUID", [field_error("/id", "is not a task id")])
+    task = await rt.store.get(task_id)
+    if task is None:
+        raise Problem(404, "Task not found", f"no sign-out task {task_id}")
+    return task
+
+
+def parse_log_query(params: dict[str, str]) -> LogQuery:
+    errors = [field_error(f"/{name}", "is not a known query parameter") for name in sorted(set(params) - KNOWN_PARAMS)]
+    user = _parse(params, "user", parse_user, (InvalidIdentifier,), errors)
+    status = _parse(params, "status", TaskStatus, (ValueError,), errors, f"must be one of {', '.join(s.value for s in TaskStatus)}")
+    since = _parse(params, "since", _moment, (ValueError,), errors, "must be an ISO 8601 date-time")
+    until = _parse(params, "until", _moment, (ValueError,), errors, "must be an ISO 8601 date-time")
+    top = _parse(params, "top", int, (ValueError,), errors, f"must be an integer from 1 to {MAX_TOP}")
+    if top is not None and not 1 <= top <= MAX_TOP:
+        errors.append(field_error("/top", f"must be an integer from 1 to {MAX_TOP}"))
+    after = _parse(params, "continuationToken", _decode_token, (ValueError,), errors, "is not a token this API issued")
+    if errors:
+        raise Problem(400, "Invalid query", f"{len(errors)} problem(s) in the query", errors)
+    return LogQuery(user, status, since, until, top or DEFAULT_TOP, after)
+
+
+async def read_log(rt: Runtime, query: LogQuery) -> LogResult:
+    tasks: list[TaskRecord] = []
+    after, scanned = query.after, 0
+    while len(tasks) < query.top and scanned < SCAN_BUDGET:
+        page = await rt.store.log_page(query.user, query.until, query.since, after, query.top - len(tasks))
+        scanned += len(page.task_ids)
+        records = await rt.store.get_many(page.task_ids)
+        tasks += [task for task in records if query.status is None or task.status is query.status]
+        after = page.last_row_key
+        if after is None:
+            break
+    return LogResult(tasks, _encode_token(after) if after else None)
+
+
+def _parse(params, name, convert, errors_to_catch, errors, message=None):  # type: ignore[no-untyped-def]
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return convert(raw)
+    except errors_to_catch as exc:
+        errors.append(field_error(f"/{name}", message or str(exc)))
+        return None
+
+
+def _moment(text: str) -> datetime:
+    moment = parse_iso(text)
+    if moment is None:
+        raise ValueError(text)
+    return moment
+
+
+def _encode_token(row_key: str) -> str:
+    return base64.urlsafe_b64encode(row_key.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        row_key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError(token) from exc
+    if not _ROW_KEY.fullmatch(row_key):
+        raise ValueError(token)
+    return row_key

@@ -1,0 +1,255 @@
+"""The only module that talks to Table storage: task records, their indexes, idempotency keys.
+
+Key design (one table):
+- task record      PK=<task id>           RK="task"        point read by id, ETag-guarded updates
+- remediation log  PK="log"               RK=<inv. time>-<id>   newest first, time-range by key
+- per-user log     PK=user-<sha256(user)> RK=<inv. time>-<id>   a user's tasks, newest first
+- pending pointer  PK=user-<sha256(user)> RK="pending"     the user's task still `queued`, if any
+- idempotency key  PK=idem-<sha256(key)>  RK="request"
+Index rows are written once and never change; the task record is the only mutable truth.
+Every filter is parameterised (no OData built from input).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+from shared.identifiers import UserRef
+from shared.models import TaskRecord, utcnow
+
+LOG_PARTITION = "log"
+TASK_ROW = "task"
+PENDING_ROW = "pending"
+IDEMPOTENCY_ROW = "request"
+_MAX_MS = 9_999_999_999_999  # 13 digits: inverted epoch milliseconds sort newest first
+
+
+def time_key(moment: datetime) -> str:
+    return f"{_MAX_MS - int(moment.timestamp() * 1000):013d}"
+
+
+def index_row_key(created_at: datetime, task_id: str) -> str:
+    return f"{time_key(created_at)}-{task_id}"
+
+
+class TaskExists(Exception):
+    """A task with this id was already created (a replayed deterministic id)."""
+
+
+class ConcurrentUpdate(Exception):
+    """The record changed since it was read (ETag mismatch): reload and decide again."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    task_id: str
+    etag: str
+    claimed_at: datetime
+
+
+@dataclass(frozen=True)
+class IdempotencyEntry:
+    body_hash: str
+    task_ids: tuple[str, ...]
+    created_at: datetime
+    completed: bool
+    etag: str
+
+
+@dataclass(frozen=True)
+class LogPage:
+    task_ids: list[str]
+    last_row_key: str | None  # where the next page starts; None when exhausted
+
+
+def _etag(metadata: dict[str, Any]) -> str:
+    return str(metadata["etag"])
+
+
+class StatusStore:
+    def __init__(self, service: TableServiceClient, table_name: str) -> None:
+        self._service = service
+        self._table_name = table_name
+        self._table: TableClient | None = None
+
+    async def _client(self) -> TableClient:
+        if self._table is None:
+            try:  # once per process; in Azure the template has already created it
+                await self._service.create_table(self._table_name)
+            except ResourceExistsError:
+                pass
+            self._table = self._service.get_table_client(self._table_name)
+        return self._table
+
+    # --- task records -------------------------------------------------------------------
+    async def create(self, record: TaskRecord, user: UserRef) -> TaskRecord:
+        table = await self._client()
+        try:
+            metadata = await table.create_entity(record.to_entity())
+        except ResourceExistsError as exc:
+            raise TaskExists(record.id) from exc
+        row = {"RowKey": index_row_key(record.created_at, record.id), "TaskId": record.id, "User": record.user}
+        await asyncio.gather(
+            table.upsert_entity({**row, "PartitionKey": LOG_PARTITION}),
+            table.upsert_entity({**row, "PartitionKey": user.partition}),
+        )
+        return _with_etag(record, metadata)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        table = await self._client()
+        try:
+            entity = await table.get_entity(task_id, TASK_ROW)
+        except ResourceNotFoundError:
+            return None
+        return TaskRecord.from_entity(dict(entity), etag=_etag(entity.metadata))
+
+    async def get_many(self, task_ids: list[str]) -> list[TaskRecord]:
+        records = await asyncio.gather(*(self.get(task_id) for task_id in task_ids))
+        return [record for record in records if record is not None]
+
+    async def save(self, current: TaskRecord, updated: TaskRecord) -> TaskRecord:
+        """Replace `current` with `updated` only if nobody changed it since it was read."""
+        table = await self._client()
+        try:
+            metadata = await table.update_entity(
+                updated.to_entity(), mode=UpdateMode.REPLACE, etag=current.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise ConcurrentUpdate(current.id) from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise ConcurrentUpdate(current.id) from exc
+            raise
+        return _with_etag(updated, metadata)
+
+    # --- the user's queued task -----------------------------------------------------------
+    async def pending(self, user: UserRef) -> Pending | None:
+        table = await self._client()
+        try:
+            entity = await table.get_entity(user.partition, PENDING_ROW)
+        except ResourceNotFoundError:
+            return None
+        return Pending(entity["TaskId"], _etag(entity.metadata), entity["ClaimedAt"])
+
+    async def claim_pending(self, user: UserRef, task_id: str, previous: Pending | None) -> bool:
+        """Point the user's pending slot at `task_id`; False if another request got there first."""
+        table = await self._client()
+        entity = {"PartitionKey": user.partition, "RowKey": PENDING_ROW, "TaskId": task_id, "ClaimedAt": utcnow()}
+        try:
+            if previous is None:
+                await table.create_entity(entity)
+            else:
+                await table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=previous.etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    # --- remediation log --------------------------------------------------------------------
+    async def log_page(
+        self, user: UserRef | None, newest: datetime | None, oldest: datetime | None, after: str | None, limit: int
+    ) -> LogPage:
+        """Task ids newest first, within [oldest, newest], starting after row key `after`."""
+        table = await self._client()
+        low = time_key(newest) if newest else "0"
+        high = f"{int(time_key(oldest)) + 1:013d}" if oldest else ":"  # ':' sorts after digits
+        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+        parameters: dict[str, Any] = {"pk": user.partition if user else LOG_PARTITION, "low": low, "high": high}
+        if after:
+            query += " and RowKey gt @after"
+            parameters["after"] = after
+        ids: list[str] = []
+        last: str | None = None
+        async for entity in table.query_entities(query, parameters=parameters, results_per_page=limit, select=["RowKey", "TaskId"]):
+            ids.append(entity["TaskId"])
+            last = entity["RowKey"]
+            if len(ids) == limit:
+                return LogPage(ids, last)
+        return LogPage(ids, None)
+
+    # --- idempotency keys --------------------------------------------------------------------
+    @staticmethod
+    def _idempotency_partition(key: str) -> str:
+        return "idem-" + hashlib.sha256(key.encode()).hexdigest()
+
+    async def idempotency(self, key: str) -> IdempotencyEntry | None:
+        table = await self._client()
+        try:
+            entity = await table.get_entity(self._idempotency_partition(key), IDEMPOTENCY_ROW)
+        except ResourceNotFoundError:
+            return None
+        return IdempotencyEntry(
+            body_hash=entity["BodyHash"],
+            task_ids=tuple(json.loads(entity.get("TaskIds", "[]"))),
+            created_at=entity["CreatedAt"],
+            completed=bool(entity.get("Completed", False)),
+            etag=_etag(entity.metadata),
+        )
+
+    async def claim_idempotency(self, key: str, body_hash: str, previous: IdempotencyEntry | None) -> IdempotencyEntry | None:
+        """Reserve `key` for this request (replacing an expired or abandoned entry); None if taken."""
+        table = await self._client()
+        entity = {
+            "PartitionKey": self._idempotency_partition(key),
+            "RowKey": IDEMPOTENCY_ROW,
+            "BodyHash": body_hash,
+            "CreatedAt": utcnow(),
+            "Completed": False,
+        }
+        try:
+            if previous is None:
+                metadata = await table.create_entity(entity)
+            else:
+                metadata = await table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=previous.etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return IdempotencyEntry(body_hash, (), entity["CreatedAt"], False, _etag(metadata))
+
+    async def complete_idempotency(self, key: str, entry: IdempotencyEntry, task_ids: list[str]) -> None:
+        table = await self._client()
+        entity = {
+            "PartitionKey": self._idempotency_partition(key),
+            "RowKey": IDEMPOTENCY_ROW,
+            "BodyHash": entry.body_hash,
+            "CreatedAt": entry.created_at,
+            "Completed": True,
+            "TaskIds": json.dumps(task_ids),
+        }
+        await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=entry.etag, match_condition=MatchConditions.IfNotModified)
+
+    async def release_idempotency(self, key: str, entry: IdempotencyEntry) -> None:
+        table = await self._client()
+        await table.delete_entity(
+            self._idempotency_partition(key), IDEMPOTENCY_ROW, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+        )
+
+    async def ping(self) -> None:
+        table = await self._client()
+        try:
+            await table.get_entity("health", "probe")
+        except ResourceNotFoundError:
+            pass
+
+    async def close(self) -> None:
+        if self._table is not None:
+            await self._table.close()
+        await self._service.close()
+
+
+def _with_etag(record: TaskRecord, metadata: dict[str, Any]) -> TaskRecord:
+    from dataclasses import replace
+
+    return replace(record, etag=_etag(metadata))

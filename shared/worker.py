@@ -1,0 +1,21 @@
+"""Queue triggers: decode, call one use-case function. Retries belong to the queue runtime."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared.runtime import runtime
+from shared.signout import process_message, process_poison
+from shared.storage import CONNECTION
+
+bp = func.Blueprint()
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%", connection=CONNECTION)
+async def signout_worker(msg: func.QueueMessage) -> None:
+    await process_message(runtime(), msg.get_body(), msg.id or "")
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%-poison", connection=CONNECTION)
+async def signout_poison(msg: func.QueueMessage) -> None:
+    await process_poison(runtime(), msg.get_body(), msg.id or "", msg.dequeue_count)
