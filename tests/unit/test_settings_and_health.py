@@ -1,0 +1,90 @@
+"""App settings validation and the health endpoint's permission report."""
+
+import base64
+import json
+
+import pytest
+
+from shared.health import permission_report, token_roles
+from shared.settings import SettingsError, load_settings
+from shared.status_api import parse_log_query
+from shared.problems import Problem
+
+
+def test_defaults() -> None:
+    settings = load_settings({})
+    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
+    assert settings.graph_scope == "https://graph.microsoft.com/.default"
+    assert settings.poison_queue == "signout-requests-poison"
+
+
+def test_sovereign_cloud_endpoint() -> None:
+    settings = load_settings({"GRAPH_ENDPOINT": "https://graph.microsoft.us/"})
+    assert settings.graph_base_url == "https://graph.microsoft.us/v1.0"
+    assert settings.graph_scope == "https://graph.microsoft.us/.default"
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://graph.microsoft.com", "https://graph.microsoft.com/v1.0", "ftp://x", "http://10.0.0.1:80", "https://x?y=1"]
+)
+def test_rejects_unsafe_graph_endpoints(endpoint: str) -> None:
+    with pytest.raises(SettingsError, match="GRAPH_ENDPOINT"):
+        load_settings({"GRAPH_ENDPOINT": endpoint})
+
+
+def test_plain_http_only_for_loopback_simulator() -> None:
+    assert load_settings({"GRAPH_ENDPOINT": "http://127.0.0.1:7072"}).graph_base_url == "http://127.0.0.1:7072/v1.0"
+
+
+def test_protected_users_are_case_insensitive() -> None:
+    settings = load_settings({"PROTECTED_USERS": " BreakGlass@Contoso.com, 6F3E2B1A-0C4D-4E5F-8A9B-1C2D3E4F5A6B ,"})
+    assert settings.protected_users == {"breakglass@contoso.com", "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b"}
+
+
+@pytest.mark.parametrize(("name", "value"), [("MAX_ATTEMPTS", "0"), ("MAX_ATTEMPTS", "many"), ("RETRY_BASE_SECONDS", "-1")])
+def test_bad_numbers_name_the_setting(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
+
+
+def jwt(claims: dict) -> str:
+    part = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"e30.{part}.sig"
+
+
+def test_token_roles_are_read_from_the_claim() -> None:
+    assert token_roles(jwt({"roles": ["User.Read.All", "User.RevokeSessions.All"]})) == ["User.Read.All", "User.RevokeSessions.All"]
+    assert token_roles(jwt({})) == []
+
+
+def test_missing_revoke_permission_disables_sign_out_with_the_fix() -> None:
+    report = permission_report(["User.Read.All"])
+    assert report["ok"] is False
+    assert report["features"]["signOut"] == {
+        "available": False,
+        "requires": "User.RevokeSessions.All",
+        "fix": "grant the managed identity the Microsoft Graph application permission User.RevokeSessions.All and admin-consent it",
+    }
+
+
+def test_least_privilege_set_is_healthy_and_broad_grants_are_flagged() -> None:
+    assert permission_report(["User.RevokeSessions.All", "User.Read.All", "GroupMember.Read.All"]) == {
+        "ok": True,
+        "granted": ["GroupMember.Read.All", "User.Read.All", "User.RevokeSessions.All"],
+        "features": {
+            "signOut": {"available": True, "requires": "User.RevokeSessions.All"},
+            "resolveAndVerifyUsers": {"available": True, "requires": "User.Read.All"},
+            "bulkByGroup": {"available": True, "requires": "GroupMember.Read.All"},
+        },
+    }
+    assert "User.ReadWrite.All" in permission_report(["User.ReadWrite.All"])["warning"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"top": "0"}, {"top": "101"}, {"top": "x"}, {"status": "done"}, {"since": "yesterday"}, {"user": "a/b"}, {"continuationToken": "bad!"}, {"filter": "x"}],
+)
+def test_log_query_rejects_bad_parameters(params: dict) -> None:
+    with pytest.raises(Problem) as caught:
+        parse_log_query(params)
+    assert caught.value.status == 400
