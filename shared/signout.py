@@ -49,7 +49,8 @@ async def process_message(rt: Runtime, raw: bytes, message_id: str) -> None:
     try:
         message = decode_message(raw)
     except InvalidMessage as exc:
-        log.error("dropped invalid queue message %s: %s", message_id, exc.reason)
+        # repr() keeps control characters in the excerpt from forging log lines.
+        log.error("dropped invalid queue message %s: %s; starts with %r", message_id, exc.reason, raw[:120])
         if exc.task_id:
             await fail_task(rt, exc.task_id, TaskError(ErrorCategory.INVALID_REQUEST, f"invalid queue message: {exc.reason}"))
         return
@@ -163,7 +164,7 @@ async def fail_task(rt: Runtime, task_id: str, error: TaskError) -> None:
     await _move(rt, record, TaskStatus.FAILED, error=error)
 
 
-async def process_poison(rt: Runtime, raw: bytes, message_id: str, dequeue_count: int | None) -> None:
+async def process_poison(rt: Runtime, raw: bytes, message_id: str) -> None:
     try:
         task_id = decode_message(raw).task_id
     except InvalidMessage as exc:

@@ -18,4 +18,4 @@ async def signout_worker(msg: func.QueueMessage) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%-poison", connection=CONNECTION)
 async def signout_poison(msg: func.QueueMessage) -> None:
-    await process_poison(runtime(), msg.get_body(), msg.id or "", msg.dequeue_count)
+    await process_poison(runtime(), msg.get_body(), msg.id or "")

@@ -1,0 +1,41 @@
+# Force sign-out service: local run, tests, checks. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_WORKERS ?= 2
+
+.PHONY: help install run test unit integration lint-infra audit bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## Create .venv and install Python and npm (Azurite) dependencies
+
+run: install ## Run the service locally on http://127.0.0.1:7071 (Azurite, Graph simulator, identity endpoint, dev host)
+	$(PY) -m tools.local_stack --port 7071
+
+test: install ## Run every test (unit, dev host, tools, integration, infra) in parallel
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+unit: install ## Unit tests only (no I/O)
+	$(PY) -m pytest tests/unit
+
+lint-infra: ## Parse every Bicep file and scan infra/ with checkov
+	bash tools/lint_infra.sh
+
+bench: install ## Pipeline benchmark (prints figures; see README, Performance)
+	$(PY) -m bench.pipeline
+
+clean: ## Remove local environments and run logs
+	rm -rf $(VENV) .venv-infra node_modules .run .pytest_cache

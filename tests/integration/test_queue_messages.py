@@ -1,0 +1,103 @@
+"""Messages written straight to the queue: plain text, base64, invalid, poison."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from azure.storage.queue import QueueClient
+
+from shared.identifiers import parse_user
+from shared.messages import TaskMessage
+from shared.models import TaskRecord, TaskStatus, utcnow
+from shared.status_store import StatusStore
+from shared.storage import StorageConnection, table_service
+from tests.integration.conftest import Sim, new_user, wait_for_terminal
+from tools.local_stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+
+def queue(stack: LocalStack, name: str = "signout-requests") -> QueueClient:
+    return QueueClient.from_connection_string(stack.azurite.connection_string, name)
+
+
+def create_record(stack: LocalStack, user: str) -> str:
+    """A queued task record, as the HTTP intake would write it, without its message."""
+    task_id = str(uuid.uuid4())
+    now = utcnow()
+    record = TaskRecord(id=task_id, user=user, status=TaskStatus.QUEUED, created_at=now, updated_at=now, source="test")
+
+    async def write() -> None:
+        store = StatusStore(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "signouttasks")
+        try:
+            await store.create(record, parse_user(user))
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    return task_id
+
+
+def status(api: httpx.Client, task_id: str) -> dict[str, Any]:
+    return wait_for_terminal(api, f"/api/signouts/{task_id}")
+
+
+@pytest.mark.parametrize("encoding", ["plain", "base64"])
+def test_plain_and_base64_messages_are_both_processed(stack: LocalStack, api: httpx.Client, sim: Sim, encoding: str) -> None:
+    user = new_user(sim, f"msg-{encoding}")
+    task_id = create_record(stack, user["id"])
+    text = TaskMessage(task_id, parse_user(user["id"])).to_text()
+    queue(stack).send_message(base64.b64encode(text.encode()).decode() if encoding == "base64" else text)
+    assert status(api, task_id)["status"] == "succeeded"
+
+
+def test_message_with_invalid_schema_fails_its_task_without_retrying(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:
+    user = new_user(sim, "schema")
+    task_id = create_record(stack, user["id"])
+    queue(stack).send_message(f'{{"version": 99, "taskId": "{task_id}", "user": "{user["id"]}"}}')
+    record = status(api, task_id)
+    assert (record["status"], record["error"]["category"]) == ("failed", "invalid_request")
+    assert "version" in record["error"]["message"]
+    assert sim.user(user["id"])["revokeCount"] == 0
+
+
+def test_garbage_message_is_dropped_not_retried_forever(stack: LocalStack, sim: Sim) -> None:
+    marker = f"garbage-{uuid.uuid4()}"
+    queue(stack).send_message(marker)
+    client = queue(stack)
+    poison = queue(stack, "signout-requests-poison")
+    for _ in range(100):
+        visible = [m.content for m in client.peek_messages(max_messages=32)] + [m.content for m in poison.peek_messages(max_messages=32)]
+        if marker not in visible:
+            break
+        asyncio.run(asyncio.sleep(0.1))
+    else:
+        raise AssertionError("the garbage message is still queued")
+    assert marker in stack.devhost.output()  # type: ignore[union-attr]
+
+
+def test_poison_message_marks_its_task_gave_up(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:
+    user = new_user(sim, "poison")
+    task_id = create_record(stack, user["id"])
+    queue(stack, "signout-requests-poison").send_message(TaskMessage(task_id, parse_user(user["id"])).to_text())
+    record = status(api, task_id)
+    assert (record["status"], record["error"]["category"]) == ("failed", "gave_up")
+    assert "poison" in record["error"]["message"]
+
+
+def test_redelivered_message_cannot_move_a_finished_task_back(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:
+    user = new_user(sim, "redeliver")
+    task_id = create_record(stack, user["id"])
+    text = TaskMessage(task_id, parse_user(user["id"])).to_text()
+    queue(stack).send_message(text)
+    first = status(api, task_id)
+    queue(stack).send_message(text)  # a duplicate delivery
+    asyncio.run(asyncio.sleep(2))
+    again = status(api, task_id)
+    assert again["status"] == "succeeded" and again["updatedAt"] == first["updatedAt"]
+    assert sim.user(user["id"])["revokeCount"] == 1

@@ -1,0 +1,184 @@
+"""The whole service on loopback: Azurite, the local identity endpoint, the Graph simulator
+and the dev host running function_app.py. Used by `make run`, the integration tests and the
+benchmarks. Never deployed.
+
+    .venv/bin/python -m tools.local_stack [--port 7071]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+from tools.azurite import Azurite
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+# Anything that could point azure-identity somewhere other than the local endpoint.
+_SCRUBBED = ("MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "IDENTITY_SERVER_THUMBPRINT", "AZURE_CLIENT_SECRET",
+             "AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME", "AZURE_PASSWORD", "LOCAL_DEV_CREDENTIAL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log_path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} did not listen on {port} within {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+class Service:
+    """One child process with its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], port: int, log_dir: Path) -> None:
+        self.name, self.args, self.env, self.port = name, args, env, port
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process, self.name, self.log_path)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class LocalStack:
+    def __init__(self, port: int | None = None, settings: dict[str, str] | None = None, log_dir: Path | None = None,
+                 sim_env: dict[str, str] | None = None, identity_env: dict[str, str] | None = None) -> None:
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="signout-stack-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.azurite = Azurite()
+        self.port, self.sim_port, self.identity_port = port or free_port(), free_port(), free_port()
+        signing_key = secrets.token_urlsafe(32)  # per run; never stored
+        self.identity_header = secrets.token_urlsafe(16)
+        base = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AzureWebJobs")}
+        base["PYTHONUNBUFFERED"] = "1"
+        py = sys.executable
+        self.identity = Service("identity", [py, "-m", "tools.identity_endpoint", "--port", str(self.identity_port)],
+                                {**base, "IDENTITY_HEADER": self.identity_header, "LOCAL_TOKEN_SIGNING_KEY": signing_key, **(identity_env or {})},
+                                self.identity_port, self.log_dir)
+        self.graph = Service("graph_sim", [py, "-m", "tools.graph_sim", "--port", str(self.sim_port)],
+                             {**base, "LOCAL_TOKEN_SIGNING_KEY": signing_key, **(sim_env or {})}, self.sim_port, self.log_dir)
+        self.app_settings = {
+            "GRAPH_ENDPOINT": self.sim_url,
+            "IDENTITY_ENDPOINT": f"{self.identity_url}/msi/token",
+            "IDENTITY_HEADER": self.identity_header,
+            "SIGNOUT_QUEUE_NAME": "signout-requests",
+            "STATUS_TABLE_NAME": "signouttasks",
+            "PROTECTED_USERS": "breakglass@contoso.com",
+            **(settings or {}),
+        }
+        self._base_env = base
+        self.devhost: Service | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://{HOST}:{self.sim_port}"
+
+    @property
+    def identity_url(self) -> str:
+        return f"http://{HOST}:{self.identity_port}"
+
+    def start(self) -> LocalStack:
+        self.azurite.start()
+        self.identity.start()
+        self.graph.start()
+        self.start_devhost()
+        return self
+
+    def start_devhost(self) -> None:
+        env = {**self._base_env, "AzureWebJobsStorage": self.azurite.connection_string, **self.app_settings}
+        self.devhost = Service("devhost", [sys.executable, "-m", "tools.devhost", "--port", str(self.port)], env, self.port, self.log_dir)
+        self.devhost.start()
+
+    def stop(self) -> None:
+        for service in (self.devhost, self.graph, self.identity):
+            if service:
+                service.stop()
+        self.azurite.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+EXAMPLE = """
+Force sign-out service running on {url}  (Ctrl-C stops everything)
+  Azurite (storage): queue {queue_port}, table {table_port}   Graph simulator: {sim}   logs: {logs}
+
+Sign out the demo user:
+  curl -si -X POST {url}/api/signouts -H 'Content-Type: application/json' \\
+       -d '{{"users": ["adele.vance@contoso.com"], "description": "INC-1234 compromised account"}}'
+
+Then follow the Location header it returns (202 while queued, 200 with the result):
+  curl -s {url}/api/signouts/<task id>
+Remediation log and health:
+  curl -s '{url}/api/signouts?top=10'
+  curl -s {url}/api/health
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=7071)
+    args = parser.parse_args()
+    stack = LocalStack(port=args.port, log_dir=ROOT / ".run")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        stack.start()
+        print(EXAMPLE.format(url=stack.base_url, queue_port=stack.azurite.queue_port, table_port=stack.azurite.table_port,
+                             sim=stack.sim_url, logs=stack.log_dir), flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
