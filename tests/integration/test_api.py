@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.integration.conftest import Sim, new_user, sign_out, wait_for_terminal
+from tests.integration.helpers import Sim, new_user, sign_out, wait_for_terminal
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"

@@ -9,7 +9,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.integration.conftest import Sim, new_user, sign_out, wait_for_terminal
+from tests.integration.helpers import Sim, new_user, sign_out, wait_for_terminal
 
 pytestmark = pytest.mark.integration
 
