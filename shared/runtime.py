@@ -38,7 +38,6 @@ class Runtime:
 
     @cached_property
     def graph(self) -> GraphGateway:
-        # Imported here: msgraph-sdk is large, and the HTTP path never needs it.
         from shared.graph import GraphGateway, create_graph_client
 
         return GraphGateway(create_graph_client(self.settings, self.credential), self.settings.graph_timeout_seconds)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableServiceClient
-from azure.storage.queue import ExponentialRetry
 from azure.storage.queue.aio import QueueServiceClient
 
 from shared.settings import SettingsError
@@ -20,7 +19,7 @@ from shared.settings import SettingsError
 CONNECTION = "AzureWebJobsStorage"
 # Fail within seconds, not minutes, when storage is down: the caller gets a 503 and retries,
 # and the queue worker's own message is simply redelivered.
-_QUEUE_RETRY = {"retry_policy": ExponentialRetry(initial_backoff=0.3, increment_base=2, retry_total=3, random_jitter_range=0.2)}
+_QUEUE_RETRY = {"initial_backoff": 0.3, "increment_base": 2, "retry_total": 3, "random_jitter_range": 0.2}
 _TABLE_RETRY = {"retry_total": 3, "retry_backoff_factor": 0.3, "retry_backoff_max": 3}
 _TIMEOUTS = {"connection_timeout": 5, "read_timeout": 20}
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared.graph import warm_up
 from shared.runtime import runtime
 from shared.signout import process_message, process_poison
 from shared.storage import CONNECTION
 
 bp = func.Blueprint()
+warm_up()
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%", connection=CONNECTION)
