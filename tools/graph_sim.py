@@ -62,6 +62,7 @@ REVOKE_SESSIONS = frozenset({"User.RevokeSessions.All", "User.ReadWrite.All", "D
 READ_MEMBERS = frozenset({"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"})
 
 SEED_EPOCH = 1704067200  # 2024-01-01T00:00:00Z: deterministic initial signInSessionsValidFromDateTime
+LOGGED_HEADERS = ("client-request-id", "x-ms-throttle-priority", "User-Agent")  # request-log keys, as sent
 HOLD_SECONDS = 120.0  # how long a "timeout" fault holds a request unless delay_ms says otherwise
 
 
@@ -521,11 +522,9 @@ class Simulator:
             "method": request.method,
             "path": path,
             "query": query,
-            "client_request_id": headers.get("client-request-id"),
-            "throttle_priority": headers.get("x-ms-throttle-priority"),
-            "user_agent": headers.get("User-Agent"),
+            **{name: headers.get(name) for name in LOGGED_HEADERS},
             "authorization": "Authorization" in headers,
-            "request_id": request_id,
+            "request-id": request_id,
             "status": None,
             "fault": None,
         }
@@ -686,7 +685,7 @@ Handler = Callable[[Simulator, Call, str | None], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Route:
-    pattern: tuple[str, ...]  # "{id}" marks the key segment
+    pattern: tuple[str, ...]  # "{id}" marks the key; "a|b" accepts either spelling
     method: str
     roles: frozenset[str]
     handler: Handler
@@ -699,7 +698,7 @@ class Route:
 def _leads_to(pattern: tuple[str, ...], segments: list[str]) -> bool:
     """Whether the segments match the start of the pattern (segment names are case-insensitive)."""
     return len(segments) <= len(pattern) and all(
-        p == "{id}" or p.lower() == s.lower() for p, s in zip(pattern, segments)
+        p == "{id}" or s.lower() in p.lower().split("|") for p, s in zip(pattern, segments)
     )
 
 
@@ -843,10 +842,12 @@ def group_members(users_only: bool) -> Handler:
 ROUTES = (
     Route(("users",), "GET", READ_USERS, list_users),
     Route(("users", "{id}"), "GET", READ_USERS, get_user),
-    Route(("users", "{id}", "revokeSignInSessions"), "POST", REVOKE_SESSIONS, revoke_sessions, write=True),
-    Route(("users", "{id}", "microsoft.graph.revokeSignInSessions"), "POST", REVOKE_SESSIONS, revoke_sessions, write=True),
+    Route(("users", "{id}", "revokeSignInSessions|microsoft.graph.revokeSignInSessions|graph.revokeSignInSessions"),
+          "POST", REVOKE_SESSIONS, revoke_sessions, write=True),
     Route(("groups", "{id}", "transitiveMembers"), "GET", READ_MEMBERS, group_members(users_only=False)),
-    Route(("groups", "{id}", "transitiveMembers", "microsoft.graph.user"), "GET", READ_MEMBERS, group_members(users_only=True)),
+    # msgraph-sdk spells the cast with Graph's short namespace alias: .../transitiveMembers/graph.user
+    Route(("groups", "{id}", "transitiveMembers", "microsoft.graph.user|graph.user"),
+          "GET", READ_MEMBERS, group_members(users_only=True)),
 )  # fmt: skip
 
 

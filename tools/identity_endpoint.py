@@ -69,6 +69,12 @@ class Behaviour:
     def initial(cls, settings: IdentitySettings) -> Behaviour:
         return cls(roles=settings.roles, lifetime_seconds=settings.lifetime_seconds)
 
+    def restore(self, settings: IdentitySettings) -> None:
+        """Back to the startup behaviour, in place (the app's state must not be replaced once running)."""
+        fresh = Behaviour.initial(settings)
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+
     def public(self) -> dict[str, Any]:
         return {
             "roles": list(self.roles),
@@ -184,7 +190,7 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app[BEHAVIOUR] = Behaviour.initial(request.app[SETTINGS])
+    request.app[BEHAVIOUR].restore(request.app[SETTINGS])
     return web.json_response(request.app[BEHAVIOUR].public())
 
 
