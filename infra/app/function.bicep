@@ -282,60 +282,13 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
   }
 }
 
-// Optional App Service Authentication (Easy Auth, Entra ID). Callers need a token for the
-// app registration (audience = its client id) carrying an app role (SignOuts.Create or
-// SignOuts.Read, checked by the code when REQUIRE_APP_ROLES=true); function keys still
-// apply. /api/health stays anonymous for probes. The platform strips any incoming
-// x-ms-client-principal* headers, so a forged principal header gets 401 (docs/deployment.md).
-resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (enableAppServiceAuth) {
-  // This is the authsettingsV2 config (Easy Auth itself). Checkov's rules for Microsoft.Web/sites/config
-  // assume the legacy `authsettings` / `web` config schemas and misfire here:
-  // checkov:skip=CKV_AZURE_13:False positive: the check reads properties.enabled of legacy authsettings; authsettingsV2 enables auth with properties.platform.enabled=true, set below.
-  // checkov:skip=CKV_AZURE_63:False positive: httpLoggingEnabled belongs to the `web` config, not authsettingsV2; Function App logs go to Log Analytics (diagnostic setting below).
-  // checkov:skip=CKV_AZURE_65:False positive: detailedErrorLoggingEnabled belongs to the `web` config, not authsettingsV2; not applicable to Flex Consumption.
-  // checkov:skip=CKV_AZURE_66:False positive: requestTracingEnabled belongs to the `web` config, not authsettingsV2; requests are traced in Application Insights.
-  // checkov:skip=CKV_AZURE_80:False positive: netFrameworkVersion belongs to the `web` config; this is a Python app.
-  // checkov:skip=CKV_AZURE_88:False positive: Azure Files mounts belong to the azurestorageaccounts config; the app needs no file share.
-  // checkov:skip=CKV_AZURE_222:False positive: publicNetworkAccess is a site property (see the site resource), not part of authsettingsV2.
-  parent: functionApp
-  name: 'authsettingsV2'
-  properties: {
-    platform: {
-      enabled: true
-    }
-    globalValidation: {
-      requireAuthentication: true
-      unauthenticatedClientAction: 'Return401'
-      excludedPaths: [
-        '/api/health'
-      ]
-    }
-    httpSettings: {
-      requireHttps: true
-      forwardProxy: {
-        convention: 'NoProxy'
-      }
-    }
-    identityProviders: {
-      azureActiveDirectory: {
-        enabled: true
-        registration: {
-          clientId: authClientId
-          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
-        }
-        validation: {
-          allowedAudiences: [
-            authClientId
-            'api://${authClientId}'
-          ]
-        }
-      }
-    }
-    login: {
-      tokenStore: {
-        enabled: false
-      }
-    }
+// Optional App Service Authentication (Easy Auth, Entra ID): its own module so that the
+// resource itself is unconditional (checkov evaluates conditional resources wrongly).
+module easyAuth 'easy-auth.bicep' = if (enableAppServiceAuth) {
+  name: 'easy-auth'
+  params: {
+    functionAppName: functionApp.name
+    authClientId: authClientId
   }
 }
 
