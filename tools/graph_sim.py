@@ -601,9 +601,8 @@ class Simulator:
                 "x-ms-throttle-information": "WriteLimitExceeded",
             }
             raise GraphError(429, "TooManyRequests", "Too many requests.", headers)
-        if bucket.usage >= 0.8:
-            return {"x-ms-throttle-limit-percentage": f"{bucket.usage:.2f}"}
-        return {}
+        usage = round(bucket.usage, 2)  # the refill since the last write shouldn't hide "80 % used"
+        return {"x-ms-throttle-limit-percentage": f"{usage:.2f}"} if usage >= 0.8 else {}
 
     # faults
 
