@@ -1,17 +1,24 @@
 """Local Microsoft Graph simulator: the slice of Graph v1.0 this service uses, strictly.
 
-    LOCAL_TOKEN_SIGNING_KEY=... python -m tools.graph_sim --port 8082
+    LOCAL_TOKEN_SIGNING_KEY=... python -m tools.graph_sim --port 8082   (127.0.0.1 only; --port 0 picks one)
 
-Graph API (all under /v1.0, bearer token from tools.identity_endpoint required):
-    GET  /users                                  $select, $top (1-999), $skiptoken
-    GET  /users/{id|upn}                         $select
-    POST /users/{id|upn}/revokeSignInSessions    a write: counts against the write quota
-    GET  /groups/{id}/transitiveMembers[/microsoft.graph.user]   $select, $top, $skiptoken
+Graph API (bearer token from tools.identity_endpoint required, roles checked like Graph):
+    GET  /v1.0/users                                  $select, $top (1-999), $skiptoken via @odata.nextLink
+    GET  /v1.0/users/{id|upn}                         $select
+    POST /v1.0/users/{id|upn}/revokeSignInSessions    a write: counts against the write quota
+    GET  /v1.0/groups/{id}/transitiveMembers[/microsoft.graph.user]   $select, $top, $skiptoken
+Anything else gets Graph's error shape (400 unknown segment, 405 wrong method, ...).
 
-Environment: LOCAL_TOKEN_SIGNING_KEY (required), GRAPH_SIM_AUDIENCE (default
-http://127.0.0.1:<port>), GRAPH_SIM_USERS (extra generated users), GRAPH_SIM_LATENCY_MS,
+Environment: LOCAL_TOKEN_SIGNING_KEY (required), GRAPH_SIM_AUDIENCE (default http://127.0.0.1:<port>),
+GRAPH_SIM_USERS (N generated users user000000..@contoso.com), GRAPH_SIM_LATENCY_MS,
 GRAPH_SIM_WRITE_QUOTA ("writes/seconds", e.g. "3000/150"; default off).
-Control API under /_sim/ (never logged, never throttled): see the README of tools or main().
+
+Control API (JSON; not logged, never throttled or faulted):
+    POST /_sim/users  [user, ...]          GET /_sim/users/{id|upn}   (state incl. revokeCount)
+    POST /_sim/groups [{id, members}, ...] GET /_sim/groups/{id}
+    GET|POST /_sim/config {latency_ms, write_quota}
+    GET|POST|DELETE /_sim/faults [rule, ...]
+    GET|DELETE /_sim/requests [?since=seq]  GET /_sim/stats   POST /_sim/reset
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import sys
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -407,7 +414,7 @@ class FaultRule:
         known = {f.name for f in fields(cls)}
         if unknown := set(raw) - known:
             raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-        rule = cls(**{k: v for k, v in raw.items() if v is not None or k in {"method", "path_contains", "user"}})
+        rule = cls(**{k: v for k, v in raw.items() if v is not None})  # null means "the default"
         rule._validate()
         return rule
 
@@ -730,7 +737,8 @@ def query_options(call: Call, allowed: set[str]) -> dict[str, str]:
         if lowered in options:
             raise bad_request(f"Query option '{name}' was specified more than once, but it must be specified at most once.")
         if lowered not in allowed:
-            raise bad_request(f"The query option '{name}' is not supported by the Graph simulator here.", "Request_UnsupportedQuery")
+            message = f"The query option '{name}' is not supported by the Graph simulator here."
+            raise bad_request(message, "Request_UnsupportedQuery")
         options[lowered] = value
     return options
 
@@ -794,7 +802,10 @@ def project(obj: DirectoryObject, select: list[str] | None, typed: bool = False)
     return body
 
 
-def paged(call: Call, entity_set: str, select: list[str] | None, page: list[DirectoryObject], top: int, typed: bool = False) -> dict[str, Any]:
+def paged(
+    call: Call, entity_set: str, select: list[str] | None, page: list[DirectoryObject], top: int, typed: bool = False
+) -> dict[str, Any]:
+    """One page of a collection; `page` holds up to top + 1 objects, the extra one only signalling more."""
     body: dict[str, Any] = {"@odata.context": context(entity_set, select)}
     if len(page) > top:
         page = page[:top]

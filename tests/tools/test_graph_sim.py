@@ -65,14 +65,16 @@ async def test_msgraph_client_revokes_through_the_simulator(graph_client, contro
     valid_from = datetime.strptime(state["signInSessionsValidFromDateTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert abs((datetime.now(UTC) - valid_from).total_seconds()) < 5
     [entry] = await log(control)
-    assert (entry["method"], entry["path"], entry["status"]) == ("POST", "/v1.0/users/adele.vance%40contoso.com/revokeSignInSessions", 200)
+    assert (entry["method"], entry["status"]) == ("POST", 200)
+    assert entry["path"] == "/v1.0/users/adele.vance%40contoso.com/revokeSignInSessions"  # one slash, @ encoded
     # msgraph-core adds client-request-id only for graph.microsoft.com hosts: the app must send its own.
     assert entry["authorization"] is True and "kiota" in entry["User-Agent"]
 
 
 @pytest.mark.parametrize("key", [ADELE, ADELE.upper(), ADELE_UPN, "Adele.Vance@CONTOSO.com"])
 async def test_msgraph_client_gets_user_by_id_or_upn(graph_client, key) -> None:
-    query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=["id", "userType", "signInSessionsValidFromDateTime"])
+    select = ["id", "userType", "signInSessionsValidFromDateTime"]
+    query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=select)
     user = await graph_client.users.by_user_id(key).get(RequestConfiguration(query_parameters=query))
     assert (user.id, user.user_type) == (ADELE, "Member")
     assert user.sign_in_sessions_valid_from_date_time == datetime(2024, 1, 1, tzinfo=UTC)
@@ -194,7 +196,8 @@ async def test_list_users_next_link_is_absolute_and_opaque(http, graph) -> None:
 
 
 async def test_transitive_members_of_all_types_carry_odata_type(http) -> None:
-    body = (await http.get(f"/v1.0/groups/{graph_sim.SEED_GROUP_ID}/transitiveMembers", params={"$select": "id,displayName"})).json()
+    path = f"/v1.0/groups/{graph_sim.SEED_GROUP_ID}/transitiveMembers"
+    body = (await http.get(path, params={"$select": "id,displayName"})).json()
     types = sorted(member["@odata.type"] for member in body["value"])
     assert types == ["#microsoft.graph.group"] + ["#microsoft.graph.user"] * 3
     fully_qualified = await http.get(f"/v1.0/groups/{graph_sim.SEED_GROUP_ID}/transitiveMembers/microsoft.graph.user")
@@ -334,7 +337,7 @@ async def test_request_log_records_raw_requests(http, control) -> None:
     [entry] = await log(control)
     assert entry["path"] == "/v1.0/users/alex_fabrikam.com%23EXT%23%40contoso.onmicrosoft.com"
     assert entry["query"] == "%24select=id"
-    assert (entry["client-request-id"], entry["x-ms-throttle-priority"], entry["User-Agent"]) == ("task-1", "high", "signout-tests")
+    assert [entry[name] for name in headers] == ["task-1", "high", "signout-tests"]
     assert entry["status"] == 200 and entry["request-id"] and entry["timestamp"].endswith("Z")
     await control.delete("/_sim/requests")
     assert await log(control) == []
@@ -388,8 +391,9 @@ def test_settings_come_from_the_environment() -> None:
     with pytest.raises(ValueError, match="LOCAL_TOKEN_SIGNING_KEY"):
         graph_sim.SimSettings.from_env({})
     settings = graph_sim.SimSettings.from_env(
-        {"LOCAL_TOKEN_SIGNING_KEY": "k", "GRAPH_SIM_USERS": "100000", "GRAPH_SIM_LATENCY_MS": "5", "GRAPH_SIM_WRITE_QUOTA": "3000/150"}
-    )
+        {"LOCAL_TOKEN_SIGNING_KEY": "k", "GRAPH_SIM_USERS": "100000", "GRAPH_SIM_LATENCY_MS": "5",
+         "GRAPH_SIM_WRITE_QUOTA": "3000/150"}
+    )  # fmt: skip
     assert (settings.generated_users, settings.latency_ms, settings.write_quota) == (100_000, 5, graph_sim.WriteQuota(3000, 150))
 
 
