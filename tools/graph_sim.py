@@ -69,7 +69,6 @@ REVOKE_SESSIONS = frozenset({"User.RevokeSessions.All", "User.ReadWrite.All", "D
 READ_MEMBERS = frozenset({"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"})
 
 SEED_EPOCH = 1704067200  # 2024-01-01T00:00:00Z: deterministic initial signInSessionsValidFromDateTime
-LOGGED_HEADERS = ("client-request-id", "x-ms-throttle-priority", "User-Agent")  # request-log keys, as sent
 HOLD_SECONDS = 120.0  # how long a "timeout" fault holds a request unless delay_ms says otherwise
 
 
@@ -460,6 +459,55 @@ class SimSettings:
         )
 
 
+@dataclass(slots=True)
+class LogEntry:
+    """One Graph request as received. Slotted and interned: the log keeps up to 200,000 of them."""
+
+    seq: int
+    received: float
+    method: str
+    path: str  # raw, still percent-encoded
+    query: str  # raw
+    client_request_id: str | None
+    throttle_priority: str | None
+    user_agent: str | None
+    authorization: bool
+    request_id: str
+    status: int | None = None  # None while in flight, or when the connection was dropped
+    fault: str | None = None
+
+    @classmethod
+    def of(cls, seq: int, request: web.Request, request_id: str) -> LogEntry:
+        headers = request.headers
+        path, _, query = request.raw_path.partition("?")
+        return cls(
+            seq, time.time(), _intern(request.method), path, query, headers.get("client-request-id"),
+            _intern(headers.get("x-ms-throttle-priority")), _intern(headers.get("User-Agent")),
+            "Authorization" in headers, request_id,
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        stamp = datetime.fromtimestamp(self.received, UTC).isoformat(timespec="milliseconds")
+        return {
+            "seq": self.seq,
+            "timestamp": stamp.replace("+00:00", "Z"),
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "client-request-id": self.client_request_id,
+            "x-ms-throttle-priority": self.throttle_priority,
+            "User-Agent": self.user_agent,
+            "authorization": self.authorization,
+            "request-id": self.request_id,
+            "status": self.status,
+            "fault": self.fault,
+        }
+
+
+def _intern(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
+
+
 @dataclass
 class Call:
     """One Graph request in flight."""
@@ -467,9 +515,13 @@ class Call:
     request: web.Request
     request_id: str
     client_request_id: str
-    path: str  # raw, still percent-encoded, without the query
-    entry: dict[str, Any]  # its request-log entry, completed when answered
+    entry: LogEntry  # completed when answered
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        """Raw, still percent-encoded, without the query."""
+        return self.entry.path
 
     @property
     def segments(self) -> list[str]:
@@ -495,7 +547,7 @@ class Simulator:
         self.write_quota = self.settings.write_quota
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.faults: list[FaultRule] = []
-        self.log: deque[dict[str, Any]] = deque(maxlen=self.settings.log_limit)
+        self.log: deque[LogEntry] = deque(maxlen=self.settings.log_limit)
         self.stats: Counter[str] = Counter()
         self.status_counts: Counter[str] = Counter()
         self.release_held()
@@ -513,33 +565,19 @@ class Simulator:
             response = await self._respond(call)
         except GraphError as error:
             response = error_response(call, error)
-        if response is None:  # connection deliberately dropped
-            call.entry["status"] = None
-            return web.Response(status=499)
+        if response is None:
+            return web.Response(status=499)  # the connection was dropped on purpose: never sent
         self._finish(call, response)
         return response
 
     def _begin(self, request: web.Request) -> Call:
         request_id = str(uuid.uuid4())
-        headers = request.headers
-        path, _, query = request.raw_path.partition("?")
-        entry = {
-            "seq": next(self._sequence),
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "method": request.method,
-            "path": path,
-            "query": query,
-            **{name: headers.get(name) for name in LOGGED_HEADERS},
-            "authorization": "Authorization" in headers,
-            "request-id": request_id,
-            "status": None,
-            "fault": None,
-        }
+        entry = LogEntry.of(next(self._sequence), request, request_id)
         self.log.append(entry)
         self.stats["requests"] += 1
         # Like Graph, echo the caller's id, else reuse the request id.
-        client_request_id = headers.get("client-request-id") or request_id
-        return Call(request, request_id, client_request_id, path, entry)
+        client_request_id = entry.client_request_id or request_id
+        return Call(request, request_id, client_request_id, entry)
 
     async def _respond(self, call: Call) -> web.Response | None:
         if self.latency_ms:
@@ -571,7 +609,7 @@ class Simulator:
                 "OData-Version": "4.0",
             }
         )
-        call.entry["status"] = response.status
+        call.entry.status = response.status
         self.status_counts[str(response.status)] += 1
 
     def _authenticate(self, request: web.Request) -> dict[str, Any]:
@@ -636,7 +674,7 @@ class Simulator:
         return a.lower() == b.lower()
 
     async def _inject(self, call: Call, rule: FaultRule) -> web.Response | None:
-        call.entry["fault"] = rule.action
+        call.entry.fault = rule.action
         self.stats["faults"] += 1
         if rule.action == "timeout":
             await self._hold(rule.delay_ms / 1000 if rule.delay_ms else HOLD_SECONDS)
@@ -1012,7 +1050,7 @@ def clear_faults(sim: Simulator, _: web.Request) -> dict[str, Any]:
 
 def get_requests(sim: Simulator, request: web.Request) -> dict[str, Any]:
     since = int(request.query.get("since", "0"))
-    return {"requests": [entry for entry in sim.log if entry["seq"] > since]}
+    return {"requests": [entry.to_json() for entry in sim.log if entry.seq > since]}
 
 
 def clear_requests(sim: Simulator, _: web.Request) -> dict[str, Any]:
