@@ -49,6 +49,8 @@ log = logging.getLogger("devhost")
 MAX_BODY = 100 * 1024 * 1024  # the host's request size limit
 MIN_POLL = 0.1  # QueuePollingIntervals.Minimum
 HTTP_REASON = "This function was programmatically called via the host APIs."
+# Azure.Core's default retries, as the .NET host has (3, from 0.8 s), not Python storage's 15 s first wait.
+STORAGE_RETRY = {"retry_total": 3, "initial_backoff": 0.8, "increment_base": 2, "random_jitter_range": 0.2}
 
 
 class StartupError(Exception):
@@ -298,11 +300,11 @@ class QueueListener:
         if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", queue_name):
             raise StartupError(f"function '{invoker.name}': invalid queue name '{queue_name}'")
         self.invoker, self.options, self.lease, self.stopping = invoker, options, lease, stopping
-        self.queue = QueueClient.from_connection_string(connection_string, queue_name)
+        self.queue = QueueClient.from_connection_string(connection_string, queue_name, **STORAGE_RETRY)
         poison_name = f"{queue_name}-poison"
         # As the host: no poison queue for a poison queue, or when the name would be too long.
         self.poison = (None if queue_name.endswith("-poison") or len(poison_name) > 63
-                       else QueueClient.from_connection_string(connection_string, poison_name))
+                       else QueueClient.from_connection_string(connection_string, poison_name, **STORAGE_RETRY))
         self.in_flight: set[asyncio.Task[None]] = set()
 
     async def ensure_queue(self) -> None:
@@ -488,7 +490,6 @@ class DevHost:
         self.routes: list[Route] = []
         self.listeners: list[QueueListener] = []
         self.timers: list[tuple[Invoker, Cron, bool]] = []
-        self.abandoned = False
         http = setting(setting(host_json, "extensions", {}), "http", {})
         prefix = setting(http, "routePrefix", "api")
         options = QueueOptions.from_host_json(host_json)
@@ -564,7 +565,6 @@ class DevHost:
         _, pending = (await asyncio.wait(workers, timeout=grace)) if workers else (set(), set())
         pending |= {task for listener in self.listeners for task in listener.in_flight}
         if pending:  # their messages reappear after the lease, as when an instance dies
-            self.abandoned = True
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending, timeout=1)
@@ -595,11 +595,9 @@ def load_host_json(path: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-async def serve(args: argparse.Namespace) -> bool:
-    """Run until SIGTERM/SIGINT; True if in-flight work had to be abandoned."""
+async def serve(args: argparse.Namespace) -> None:
     host = DevHost(load_app(args.app), load_host_json(args.host_json), os.environ)
     await host.run(args.port)
-    return host.abandoned
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -614,14 +612,15 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.getcwd())
     try:
         check_environment(os.environ)
-        abandoned = asyncio.run(serve(args))
+        asyncio.run(serve(args))
     except StartupError as e:
         log.error("devhost cannot start: %s", e)
         return 2
-    if abandoned:  # don't let interpreter exit wait for sync functions still running in threads
-        logging.shutdown()
-        os._exit(0)
-    return 0
+    # Exit as a terminated worker does: without joining threads of abandoned sync invocations
+    # or finalizing the app's long-lived clients.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ class DevHost:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"devhost exited with {self.proc.returncode}:\n{self.log}")
             time.sleep(0.05)
+        self.kill()
         raise RuntimeError(f"devhost not ready within {timeout} s:\n{self.log}")
 
     @property

@@ -65,10 +65,10 @@ def test_poison_after_max_dequeue_count(sample) -> None:
 
 
 def test_lease_is_renewed_while_a_function_runs(sample) -> None:
-    s: Sample = sample()  # lease 2 s; the function runs 3.5 s
-    s.send("sleep:3.5")
-    s.results.wait(kinds("done:sleep:3.5:1"))
-    time.sleep(1)
+    s: Sample = sample()  # lease 2 s, renewed every second; unrenewed, it would reappear at 2 s
+    s.send("sleep:2.6")
+    s.results.wait(kinds("done:sleep:2.6:1"))
+    time.sleep(0.3)
     assert [r["dequeue_count"] for r in s.results.wait(lambda _: True) if r["kind"] == "work"] == [1]
 
 
