@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import uuid
@@ -113,7 +114,8 @@ def _token_response(request: web.Request, settings: IdentitySettings, state: Beh
     if state.fail_next > 0:
         state.fail_next -= 1
         return _error(state.fail_status, "Injected failure from the local identity endpoint.")
-    if request.headers.get("X-IDENTITY-HEADER") != settings.identity_header:
+    sent = request.headers.get("X-IDENTITY-HEADER", "").encode()
+    if not secrets.compare_digest(sent, settings.identity_header.encode()):
         return _error(401, "Missing or invalid X-IDENTITY-HEADER.")
     query = request.query
     if query.get("api-version") != API_VERSION:
