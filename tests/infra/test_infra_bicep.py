@@ -676,3 +676,23 @@ def test_nothing_references_the_shared_folder_outside_the_repo():
     for path in paths:
         if path.exists():
             assert "../shared" not in path.read_text(), path
+
+
+def test_deployment_guide_covers_the_operations():
+    text = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    for topic in (
+        "azd up",
+        "Privileged Role Administrator",
+        "```mermaid",
+        "/api/alerts",
+        "Sentinel",
+        "Logic App",
+        "az functionapp keys set",
+        "az functionapp keys delete",
+        "x-ms-client-principal",
+        "401",
+        *GRAPH_APP_ROLES,
+        "SignOuts.Create",
+        "SignOuts.Read",
+    ):
+        assert topic in text, topic
