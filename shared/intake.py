@@ -80,17 +80,32 @@ async def _accept_all(rt: Runtime, request: SignoutRequest, requested_by: dict[s
 
 
 async def accept_user(rt: Runtime, user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+    previous: Pending | None = None  # most users have no pending slot yet: try to create it first
     for _ in range(5):
-        pending = await rt.store.pending(user)
-        if pending is not None:
-            queued = await _still_queued(rt, pending)
+        record = _new_record(user, request, requested_by)
+        if await rt.store.claim_pending(user, record, previous):
+            return await _create(rt, user, record)
+        previous = await rt.store.pending(user)
+        if previous is not None:
+            queued = await _still_queued(rt, previous)
             if queued is not None:
                 state_change(queued, "coalesced a new request into this queued task")
                 return queued
-        task_id = str(uuid.uuid4())
-        if await rt.store.claim_pending(user, task_id, pending):
-            return await _create(rt, user, task_id, request, requested_by)
     raise Busy(f"could not accept a sign-out for {user.value}: too many concurrent requests")
+
+
+def _new_record(user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+    now = utcnow()
+    return TaskRecord(
+        id=str(uuid.uuid4()),
+        user=user.value,
+        status=TaskStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+        description=request.description,
+        requested_by=requested_by,
+        correlation_id=request.correlation_id,
+    )
 
 
 async def _still_queued(rt: Runtime, pending: Pending) -> TaskRecord | None:
@@ -105,22 +120,11 @@ async def _still_queued(rt: Runtime, pending: Pending) -> TaskRecord | None:
     raise Busy("a sign-out for this user is being accepted by another request")
 
 
-async def _create(rt: Runtime, user: UserRef, task_id: str, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
-    now = utcnow()
-    record = TaskRecord(
-        id=task_id,
-        user=user.value,
-        status=TaskStatus.QUEUED,
-        created_at=now,
-        updated_at=now,
-        description=request.description,
-        requested_by=requested_by,
-        correlation_id=request.correlation_id,
-    )
-    queue_name = rt.settings.signout_queue
-    receipt = await rt.queue.put(queue_name, TaskMessage(task_id, user).to_text(), ACCEPT_WINDOW.total_seconds())
+async def _create(rt: Runtime, user: UserRef, record: TaskRecord) -> TaskRecord:
+    message = TaskMessage(record.id, user).to_text()
+    receipt = await rt.queue.put(rt.settings.signout_queue, message, ACCEPT_WINDOW.total_seconds())
     try:
-        record = await rt.store.create(record, user)
+        record = await rt.store.create(record)
     except BaseException:
         await _quietly(rt.queue.withdraw(receipt), "withdraw message of unwritten task")
         raise

@@ -21,7 +21,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.identifiers import UserRef
@@ -92,17 +92,14 @@ class StatusStore:
         return self._table
 
     # --- task records -------------------------------------------------------------------
-    async def create(self, record: TaskRecord, user: UserRef) -> TaskRecord:
+    async def create(self, record: TaskRecord) -> TaskRecord:
+        """Write a new task record and its remediation-log row (the user's row came with its claim)."""
         table = await self._client()
         try:
             metadata = await table.create_entity(record.to_entity())
         except ResourceExistsError as exc:
             raise TaskExists(record.id) from exc
-        row = {"RowKey": index_row_key(record.created_at, record.id), "TaskId": record.id, "User": record.user}
-        await asyncio.gather(
-            table.upsert_entity({**row, "PartitionKey": LOG_PARTITION}),
-            table.upsert_entity({**row, "PartitionKey": user.partition}),
-        )
+        await table.upsert_entity(_index_row(LOG_PARTITION, record))
         return _with_etag(record, metadata)
 
     async def get(self, task_id: str) -> TaskRecord | None:
@@ -141,19 +138,19 @@ class StatusStore:
             return None
         return Pending(entity["TaskId"], _etag(entity.metadata), entity["ClaimedAt"])
 
-    async def claim_pending(self, user: UserRef, task_id: str, previous: Pending | None) -> bool:
-        """Point the user's pending slot at `task_id`; False if another request got there first."""
+    async def claim_pending(self, user: UserRef, record: TaskRecord, previous: Pending | None) -> bool:
+        """Point the user's pending slot at `record`, and add it to the user's log, atomically
+        (one partition, one transaction); False if another request got there first."""
         table = await self._client()
-        entity = {"PartitionKey": user.partition, "RowKey": PENDING_ROW, "TaskId": task_id, "ClaimedAt": utcnow()}
+        pointer = {"PartitionKey": user.partition, "RowKey": PENDING_ROW, "TaskId": record.id, "ClaimedAt": utcnow()}
+        guarded = {"mode": UpdateMode.REPLACE, "etag": previous.etag, "match_condition": MatchConditions.IfNotModified} if previous else {}
+        claim = ("create", pointer) if previous is None else ("update", pointer, guarded)
         try:
-            if previous is None:
-                await table.create_entity(entity)
-            else:
-                await table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=previous.etag, match_condition=MatchConditions.IfNotModified
-                )
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            return False
+            await table.submit_transaction([claim, ("upsert", _index_row(user.partition, record))])
+        except TableTransactionError as exc:
+            if exc.status_code in (404, 409, 412):
+                return False
+            raise
         return True
 
     # --- remediation log --------------------------------------------------------------------
@@ -247,6 +244,10 @@ class StatusStore:
         if self._table is not None:
             await self._table.close()
         await self._service.close()
+
+
+def _index_row(partition: str, record: TaskRecord) -> dict[str, Any]:
+    return {"PartitionKey": partition, "RowKey": index_row_key(record.created_at, record.id), "TaskId": record.id, "User": record.user}
 
 
 def _with_etag(record: TaskRecord, metadata: dict[str, Any]) -> TaskRecord:

@@ -35,7 +35,8 @@ def create_record(stack: LocalStack, user: str) -> str:
     async def write() -> None:
         store = StatusStore(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "signouttasks")
         try:
-            await store.create(record, parse_user(user))
+            await store.claim_pending(parse_user(user), record, None)
+            await store.create(record)
         finally:
             await store.close()
 
