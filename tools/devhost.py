@@ -157,6 +157,7 @@ class Invoker:
         self.directory = str(Path(inspect.getfile(self.user)).parent)
         params = inspect.signature(self.user).parameters
         self.wants_context = "context" in params
+        self.returns = any(b.name == "$return" for b in function.get_bindings())
         extra = [f"{b.type} '{b.name}'" for b in function.get_bindings()
                  if b is not self.trigger and not (b.type == "http" and b.name == "$return")]
         unbound = set(params) - {self.trigger.name, "context"}
@@ -178,6 +179,8 @@ class Invoker:
             else:
                 call = functools.partial(self.user, **kwargs)
                 result = convert(await asyncio.get_running_loop().run_in_executor(self.executor, call))
+            if result is not None and not self.returns:  # the worker fails such invocations
+                raise TypeError(f"function '{self.name}' without a $return binding returned a value")
         except Exception:
             log.exception("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", self.name,
                           invocation_id, (time.perf_counter() - start) * 1000)
@@ -329,6 +332,9 @@ class QueueListener:
             except AzureError as e:  # storage outage: back off like an empty queue
                 log.warning("Polling queue '%s' failed: %s", self.queue.queue_name, e)
                 batch = []
+            except Exception:  # never let a listener die silently
+                log.exception("Polling queue '%s' failed", self.queue.queue_name)
+                batch = []
             for message in batch:
                 task = asyncio.create_task(self.process(message))
                 self.in_flight.add(task)
@@ -403,13 +409,10 @@ class QueueListener:
                     self.options.max_dequeue_count, self.poison.queue_name)
         try:
             try:
-                await self.poison.send_message(message.content)  # the original text, still encoded
-            except ResourceNotFoundError:
-                try:
-                    await self.poison.create_queue()
-                except ResourceExistsError:
-                    pass
-                await self.poison.send_message(message.content)
+                await self.poison.create_queue()
+            except ResourceExistsError:
+                pass
+            await self.poison.send_message(message.content)  # the original text, still encoded
             await self.queue.delete_message(message.id, receipt)
         except AzureError as e:  # the message reappears after its lease and is poisoned then
             log.warning("Moving message %s to '%s' failed: %s", message.id, self.poison.queue_name, e)
@@ -538,8 +541,9 @@ class DevHost:
         return hmac.compare_digest(given.encode(), self.function_key.encode())
 
     async def run_timer(self, invoker: Invoker, cron: Cron, run_on_startup: bool) -> None:
-        due = datetime.now(timezone.utc) if run_on_startup else cron.next_after(datetime.now(timezone.utc))
-        while due is not None and not await _wait(self.stopping, (due - datetime.now(timezone.utc)).total_seconds()):
+        now = datetime.now(timezone.utc)
+        due = now if run_on_startup else cron.next_after(now)
+        while due and not await _wait(self.stopping, (due - datetime.now(timezone.utc)).total_seconds()):
             try:  # the next occurrence is computed after the invocation, so runs never overlap
                 await invoker(TimerRequest(past_due=False), f"Timer fired at {due.isoformat()}")
             except Exception:
@@ -562,13 +566,14 @@ class DevHost:
         print(f"devhost ready on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
         await self.stopping.wait()
         log.info("Stopping: waiting up to %.0f s for in-flight invocations", grace)
+        http_closed = asyncio.create_task(runner.cleanup())  # in-flight requests get `grace` too
         _, pending = (await asyncio.wait(workers, timeout=grace)) if workers else (set(), set())
         pending |= {task for listener in self.listeners for task in listener.in_flight}
         if pending:  # their messages reappear after the lease, as when an instance dies
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending, timeout=1)
-        await runner.cleanup()
+        await http_closed
         for listener in self.listeners:
             await listener.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -609,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # per-request SDK logs drown the app's
-    sys.path.insert(0, os.getcwd())
+    sys.path.insert(0, os.getcwd())  # the app is imported from its root, as the worker does
     try:
         check_environment(os.environ)
         asyncio.run(serve(args))
