@@ -234,9 +234,12 @@ module function 'app/function.bicep' = {
     enableAppServiceAuth: enableAppServiceAuth
     authClientId: effectiveAuthClientId
   }
-  // The host starts as soon as the site exists: give it its storage roles first.
+  // The host starts as soon as the site exists: give it its storage roles first, and its
+  // Graph permissions (when the template grants them) before any code can request a Graph
+  // token: managed identity tokens are cached for up to 24 h, permissions and all.
   dependsOn: [
     rbac
+    graphPermissions
   ]
 }
 
