@@ -22,8 +22,8 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(VENV)/.installed node_modules/.installed ## Create .venv and install Python and npm (Azurite) dependencies
 
-run: install ## Run the service locally on http://127.0.0.1:7071 (Azurite, Graph simulator, identity endpoint, dev host)
-	$(PY) -m tools.local_stack --port 7071
+run: install ## Run the service on http://127.0.0.1:7071 (REAL_TENANT=azure_cli: real Graph via your az login)
+	$(PY) -m tools.local_stack --port 7071 $(if $(REAL_TENANT),--real-tenant $(REAL_TENANT))
 
 test: install ## Run every test (unit, dev host, tools, integration, infra) in parallel
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup

@@ -108,6 +108,7 @@ class LocalStack:
         }
         self._base_env = base
         self.devhost: Service | None = None
+        self.real_tenant = False
 
     @property
     def base_url(self) -> str:
@@ -121,10 +122,18 @@ class LocalStack:
     def identity_url(self) -> str:
         return f"http://{HOST}:{self.identity_port}"
 
+    def use_real_tenant(self, credential: str, graph_endpoint: str) -> None:
+        """Talk to real Microsoft Graph with azure-identity's developer credential (opt-in)."""
+        self.real_tenant = True
+        for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
+            self.app_settings.pop(name, None)
+        self.app_settings.update({"LOCAL_DEV_CREDENTIAL": credential, "GRAPH_ENDPOINT": graph_endpoint})
+
     def start(self) -> LocalStack:
         self.azurite.start()
-        self.identity.start()
-        self.graph.start()
+        if not self.real_tenant:
+            self.identity.start()
+            self.graph.start()
         self.start_devhost()
         return self
 
@@ -148,7 +157,7 @@ class LocalStack:
 
 EXAMPLE = """
 Force sign-out service running on {url}  (Ctrl-C stops everything)
-  Azurite (storage): queue {queue_port}, table {table_port}   Graph simulator: {sim}   logs: {logs}
+  Azurite (storage): queue {queue_port}, table {table_port}   Graph: {graph}   logs: {logs}
 
 Sign out the demo user:
   curl -si -X POST {url}/api/signouts -H 'Content-Type: application/json' \\
@@ -165,13 +174,18 @@ Remediation log and health:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--real-tenant", metavar="CREDENTIAL", choices=["azure_cli", "azd"],
+                        help="use real Microsoft Graph with this developer credential instead of the simulator")
     args = parser.parse_args()
     stack = LocalStack(port=args.port, log_dir=ROOT / ".run")
+    if args.real_tenant:
+        stack.use_real_tenant(args.real_tenant, os.environ.get("GRAPH_ENDPOINT", "https://graph.microsoft.com"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         stack.start()
+        graph = stack.app_settings["GRAPH_ENDPOINT"] if stack.real_tenant else f"simulator {stack.sim_url}"
         print(EXAMPLE.format(url=stack.base_url, queue_port=stack.azurite.queue_port, table_port=stack.azurite.table_port,
-                             sim=stack.sim_url, logs=stack.log_dir), flush=True)
+                             graph=graph, logs=stack.log_dir), flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
