@@ -88,7 +88,8 @@ class Results:
     """The sample app's results queue: every invocation it reports, in arrival order."""
 
     def __init__(self, client: QueueClient) -> None:
-        self.client, self.seen = client, []  # type: list[dict[str, Any]]
+        self.client = client
+        self.seen: list[dict[str, Any]] = []
 
     def wait(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ import pytest
 from .conftest import FAST_QUEUES, Sample
 
 KEY = "test-key"
+pytestmark = pytest.mark.xdist_group("devhost-http")  # one shared devhost under --dist loadgroup
 
 
 @pytest.fixture(scope="module")
