@@ -28,6 +28,7 @@ log = logging.getLogger("signout.intake")
 
 ACCEPT_WINDOW = timedelta(seconds=60)  # a message hidden this long has its record decided
 IDEMPOTENCY_TTL = timedelta(hours=24)
+IN_PROGRESS_STALE = timedelta(seconds=60)  # longer than three Graph calls at their timeout
 _PARALLEL_USERS = 32
 
 
@@ -87,10 +88,10 @@ async def accept_user(rt: Runtime, user: UserRef, request: SignoutRequest, reque
             return await _create(rt, user, record)
         previous = await rt.store.pending(user)
         if previous is not None:
-            queued = await _still_queued(rt, previous)
-            if queued is not None:
-                state_change(queued, "coalesced a new request into this queued task")
-                return queued
+            covering = await _covering_task(rt, previous)
+            if covering is not None:
+                state_change(covering, "coalesced a new request into this task: its revocation is still to come")
+                return covering
     raise Busy(f"could not accept a sign-out for {user.value}: too many concurrent requests")
 
 
@@ -108,12 +109,20 @@ def _new_record(user: UserRef, request: SignoutRequest, requested_by: dict[str, 
     )
 
 
-async def _still_queued(rt: Runtime, pending: Pending) -> TaskRecord | None:
-    """The pending task if it is still waiting to run; None if it started or was abandoned."""
+async def _covering_task(rt: Runtime, pending: Pending) -> TaskRecord | None:
+    """The user's pending task if its revocation is still to come, so it covers this request.
+
+    The worker deletes the pending slot right before it calls revokeSignInSessions: a slot we
+    could read therefore names a task that has not revoked yet (queued, or in progress and
+    still resolving the user). An in-progress task older than IN_PROGRESS_STALE crashed and
+    waits for redelivery; a new task is quicker.
+    """
     for _ in range(20):
         record = await rt.store.get(pending.task_id)
         if record is not None:
-            return record if record.status is TaskStatus.QUEUED else None
+            fresh = utcnow() - record.updated_at < IN_PROGRESS_STALE
+            covers = record.status is TaskStatus.QUEUED or (record.status is TaskStatus.IN_PROGRESS and fresh)
+            return record if covers else None
         if utcnow() - pending.claimed_at > ACCEPT_WINDOW:
             return None  # its request failed before writing the record
         await asyncio.sleep(0.1)  # being accepted by a concurrent request right now

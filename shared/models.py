@@ -100,6 +100,9 @@ class TaskRecord:
     source: str = "api"
     requested_by: dict[str, str] | None = None
     correlation_id: str | None = None
+    alert_id: str | None = None  # the alert or incident that asked for this sign-out
+    callback_url: str | None = None  # Logic Apps HTTP Webhook callback, POSTed once terminal
+    callback: dict[str, Any] | None = None  # outcome of that POST: {status, attempts, lastError}
     resolved_id: str | None = None
     resolved_upn: str | None = None
     user_type: str | None = None
@@ -130,6 +133,8 @@ class TaskRecord:
             "source": self.source,
             "requestedBy": self.requested_by,
             "correlationId": self.correlation_id,
+            "alertId": self.alert_id,
+            "callback": self.callback,
             "resolvedUser": {"id": self.resolved_id, "userPrincipalName": self.resolved_upn, "userType": self.user_type}
             if self.resolved_id
             else None,
@@ -164,6 +169,9 @@ class TaskRecord:
             "Source": self.source,
             "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
             "CorrelationId": self.correlation_id,
+            "AlertId": self.alert_id,
+            "CallbackUrl": self.callback_url,
+            "Callback": json.dumps(self.callback) if self.callback else None,
             "ResolvedId": self.resolved_id,
             "ResolvedUpn": self.resolved_upn,
             "UserType": self.user_type,
@@ -191,6 +199,9 @@ class TaskRecord:
             source=entity.get("Source", "api"),
             requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
             correlation_id=entity.get("CorrelationId"),
+            alert_id=entity.get("AlertId"),
+            callback_url=entity.get("CallbackUrl"),
+            callback=json.loads(entity["Callback"]) if entity.get("Callback") else None,
             resolved_id=entity.get("ResolvedId"),
             resolved_upn=entity.get("ResolvedUpn"),
             user_type=entity.get("UserType"),

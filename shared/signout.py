@@ -88,6 +88,8 @@ async def revoke(rt: Runtime, record: TaskRecord, user: UserRef) -> Outcome:
     resolved = {"resolved_id": target.id, "resolved_upn": target.user_principal_name, "user_type": target.user_type}
     if {target.id.lower(), (target.user_principal_name or "").lower()} & rt.settings.protected_users:
         return _protected(user.value, resolved)
+    # From here on a new request for this user is no longer covered by this task.
+    await rt.store.release_pending(user, record.id)
     revoked = await rt.graph.revoke_sessions(target.id, record.id, PRIORITY)
     valid_from, warnings = await _read_back(rt, record, target.id)
     guest = (target.user_type or "").lower() == "guest"
@@ -146,6 +148,7 @@ async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, 
     delay = retry_delay(failure.retry_after, record.attempts, rt.settings.retry_base_seconds)
     next_at = utcnow() + timedelta(seconds=delay)
     await _move(rt, record, TaskStatus.QUEUED, error=error, next_attempt_at=next_at)
+    await rt.store.claim_pending(message.user, record, None)  # queued again: it covers new requests
     # If this put fails the exception makes the host redeliver the original message instead.
     await rt.queue.put(rt.settings.signout_queue, message.to_text(), delay)
 

@@ -153,6 +153,16 @@ class StatusStore:
             raise
         return True
 
+    async def release_pending(self, user: UserRef, task_id: str) -> None:
+        """Empty the user's pending slot if it still names `task_id` (its revocation starts now)."""
+        table = await self._client()
+        try:
+            entity = await table.get_entity(user.partition, PENDING_ROW)
+            if entity["TaskId"] == task_id:
+                await table.delete_entity(user.partition, PENDING_ROW, etag=_etag(entity.metadata), match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass  # gone already, or just claimed by a newer request: leave it to that one
+
     # --- remediation log --------------------------------------------------------------------
     async def log_page(
         self, user: UserRef | None, newest: datetime | None, oldest: datetime | None, after: str | None, limit: int
