@@ -41,7 +41,7 @@ DEFAULT_USER_DIMENSIONS = frozenset(
     }
 )
 
-_HINT_NAMES = 6
+_SEEN_NAMES = 6  # dimension names echoed back when none holds a user
 
 
 def matches(payload: dict) -> bool:
@@ -114,7 +114,7 @@ def _signal(essentials: dict) -> str:
 
 
 def _caller(caller: object) -> Candidate:
-    seen = describe("activity log caller", {"caller": caller})
+    seen = describe("activity log", {"caller": caller})
     value = text(caller)
     if value is None:
         return Candidate(seen, reason="the activity log event has no caller, so no account performed it")
@@ -127,12 +127,13 @@ def _caller(caller: object) -> Candidate:
 def _no_user(essentials: dict, context: object, dimension_names: frozenset[str]) -> Candidate:
     signal = _signal(essentials)
     if signal == "log":
-        seen = list(dict.fromkeys(name for _, name, _ in islice(_named_values(None, context), 1000)))[:_HINT_NAMES]
-        hint = ", ".join(sorted(dimension_names, key=str.lower)[:_HINT_NAMES])
+        seen = list(dict.fromkeys(name for _, name, _ in islice(_named_values(None, context), 1000)))[:_SEEN_NAMES]
+        hint = ", ".join(sorted(dimension_names, key=str.lower))
         reason = f"no dimension names a user; split the log search alert rule by a user column such as {hint}"
         return Candidate(describe("log search alert", {"dimensions": ", ".join(seen)}), reason=reason)
     if signal == "metric":
-        return Candidate("metric alert", reason="metric alerts carry no user identity; split a log search alert by a user dimension")
+        reason = "metric alerts carry no user identity; split a log search alert by a user dimension"
+        return Candidate("metric alert", reason=reason)
     service = field(essentials, "monitoringService")
     reason = "this kind of alert carries no user identity; use a log search alert split by a user dimension"
     return Candidate(describe("alert", {"monitoringService": service}), reason=reason)

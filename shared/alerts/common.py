@@ -93,7 +93,8 @@ def required_id(mapping: object, pointer: str, *names: str) -> str:
         detail = f"the alert has no {' or '.join(names)}; it is needed to process a redelivered alert once"
         raise Problem(400, "Alert has no id", detail, [field_error(pointer, "missing")])
     if len(value) > MAX_ID:
-        raise Problem(400, "Alert id too long", f"the alert id is longer than {MAX_ID} characters", [field_error(pointer, "too long")])
+        detail = f"the alert id is longer than {MAX_ID} characters"
+        raise Problem(400, "Alert id too long", detail, [field_error(pointer, "too long")])
     return value
 
 

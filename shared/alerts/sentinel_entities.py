@@ -33,13 +33,13 @@ def accounts(entities: Iterable[object], *, all_accounts: bool = False) -> Itera
 def account(fields: dict) -> Candidate:
     object_id = field(fields, "AadUserId")
     name, suffix = text(field(fields, "accountName", "Name")), text(field(fields, "UPNSuffix"))
-    shown = {"AadUserId": object_id, "Name": name, "UPNSuffix": suffix, "NTDomain": field(fields, "NTDomain"), "Sid": field(fields, "Sid")}
-    seen = describe("Account", shown)
+    on_premises = {"NTDomain": field(fields, "NTDomain"), "Sid": field(fields, "Sid")}
+    seen = describe("Account", {"AadUserId": object_id, "Name": name, "UPNSuffix": suffix, **on_premises})
     options: list[tuple[str, object]] = []
     if object_id is not None:
-        options.append(("AadUserId", object_id))
+        options.append(("Account AadUserId", object_id))
     if name and suffix:
-        options.append(("Name@UPNSuffix", f"{name}@{suffix}"))
+        options.append(("Account Name@UPNSuffix", f"{name}@{suffix}"))
     if not options:
         return Candidate(seen, reason=NOT_ENTRA if not suffix else "not an Entra ID account: no AadUserId and no Name")
     return Candidate(seen, tuple(options))
