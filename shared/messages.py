@@ -1,7 +1,11 @@
-"""The queue message schema (versioned) and its tolerant decoding.
+"""The queue message schema (versioned, published in shared/schemas/) and its tolerant decoding.
 
-A message is plain-text JSON (host.json `messageEncoding: none`). Producers that base64 the
-text (the Functions default, `QueueClient` with TextBase64EncodePolicy) are accepted too.
+Two shapes, both plain-text JSON (host.json `messageEncoding: none`); producers that base64 the
+text (the Functions default, `QueueClient` with TextBase64EncodePolicy) are accepted too:
+- a task message `{"version": 1, "taskId", "user"}`, written by this service;
+- a direct request `{"user", "description"?, "correlationId"?}`, written by anyone allowed to
+  put messages on the queue, e.g. Logic Apps' Azure Queues connector ("Put a message"). Its task
+  id is derived from the queue message id, so a redelivery never creates a second task.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import base64
 import binascii
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +22,10 @@ from shared.identifiers import InvalidIdentifier, UserRef, parse_user
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_CHARS = 64 * 1024  # the service's own limit
+DIRECT_FIELDS = frozenset({"version", "user", "description", "correlationId"})
+MAX_DESCRIPTION = 1024
+MAX_CORRELATION_ID = 128
+_DIRECT_NAMESPACE = uuid.UUID("6c4f5d2e-4f0a-4b8e-9a53-1f2d3c4b5a69")
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -36,6 +45,18 @@ class TaskMessage:
 
     def to_text(self) -> str:
         return json.dumps({"version": SCHEMA_VERSION, "taskId": self.task_id, "user": self.user.value}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class DirectRequest:
+    user: UserRef
+    description: str = ""
+    correlation_id: str | None = None
+
+    @staticmethod
+    def task_id(message_id: str) -> str:
+        """Stable across redeliveries of the same queue message."""
+        return str(uuid.uuid5(_DIRECT_NAMESPACE, f"queue-message:{message_id}"))
 
 
 def is_task_id(text: object) -> bool:
@@ -58,7 +79,7 @@ def _json_text(raw: bytes) -> str:
     return decoded
 
 
-def decode_message(raw: bytes) -> TaskMessage:
+def decode_message(raw: bytes) -> TaskMessage | DirectRequest:
     if len(raw) > MAX_MESSAGE_CHARS * 4:
         raise InvalidMessage("message is larger than a queue message can be")
     try:
@@ -67,14 +88,45 @@ def decode_message(raw: bytes) -> TaskMessage:
         raise InvalidMessage(f"message is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidMessage("message is not a JSON object")
+    if "taskId" in body:
+        return _task_message(body)
+    return _direct_request(body)
+
+
+def _task_message(body: dict[str, Any]) -> TaskMessage:
     task_id = body.get("taskId")
     named = task_id if is_task_id(task_id) else None
     if body.get("version") != SCHEMA_VERSION:
         raise InvalidMessage(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})", named)
     if not named:
         raise InvalidMessage("taskId must be a lowercase GUID")
+    return TaskMessage(named, _user(body, named))
+
+
+def _direct_request(body: dict[str, Any]) -> DirectRequest:
+    unknown = sorted(set(body) - DIRECT_FIELDS)
+    if unknown:
+        raise InvalidMessage(f"unknown field(s) {', '.join(unknown)}; a direct request has user, description, correlationId")
+    if body.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise InvalidMessage(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})")
+    return DirectRequest(
+        _user(body, None),
+        _text(body, "description", MAX_DESCRIPTION) or "",
+        _text(body, "correlationId", MAX_CORRELATION_ID),
+    )
+
+
+def _user(body: dict[str, Any], task_id: str | None) -> UserRef:
     try:
-        user = parse_user(body.get("user"))
+        return parse_user(body.get("user"))
     except InvalidIdentifier as exc:
-        raise InvalidMessage(f"user {exc}", named) from exc
-    return TaskMessage(named, user)
+        raise InvalidMessage(f"user {exc}", task_id) from exc
+
+
+def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidMessage(f"{name} must be a string of at most {limit} characters")
+    return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 from shared.graph import GraphFailure, GraphUser
 from shared.identifiers import UserRef
 from shared.logs import state_change
-from shared.messages import InvalidMessage, TaskMessage, decode_message
+from shared.messages import DirectRequest, InvalidMessage, TaskMessage, decode_message
 from shared.models import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
+from shared.status_store import TaskExists
 
 log = logging.getLogger("signout.worker")
 
@@ -54,7 +56,37 @@ async def process_message(rt: Runtime, raw: bytes, message_id: str) -> None:
         if exc.task_id:
             await fail_task(rt, exc.task_id, TaskError(ErrorCategory.INVALID_REQUEST, f"invalid queue message: {exc.reason}"))
         return
-    await process_task(rt, message)
+    if isinstance(message, DirectRequest):
+        await adopt_direct_request(rt, message, message_id)
+    else:
+        await process_task(rt, message)
+
+
+def _direct_record(request: DirectRequest, message_id: str, status: TaskStatus, error: TaskError | None = None) -> TaskRecord:
+    now = utcnow()
+    return TaskRecord(
+        id=DirectRequest.task_id(message_id),
+        user=request.user.value,
+        status=status,
+        created_at=now,
+        updated_at=now,
+        completed_at=now if status.is_terminal else None,
+        description=request.description,
+        source="queue",
+        correlation_id=request.correlation_id,
+        error=error,
+    )
+
+
+async def adopt_direct_request(rt: Runtime, request: DirectRequest, message_id: str) -> None:
+    """Turn a message put straight on the queue into a task (once per queue message) and queue
+    it as a task message, so its retries and its poison copy carry the task id."""
+    record = _direct_record(request, message_id, TaskStatus.QUEUED)
+    try:
+        state_change(await rt.store.create(record, request.user))
+    except TaskExists:
+        pass  # a redelivery after the record was written: queue it (again) below
+    await rt.queue.put(rt.settings.signout_queue, TaskMessage(record.id, request.user).to_text())
 
 
 async def process_task(rt: Runtime, message: TaskMessage) -> None:
@@ -167,16 +199,28 @@ async def fail_task(rt: Runtime, task_id: str, error: TaskError) -> None:
     await _move(rt, record, TaskStatus.FAILED, error=error)
 
 
+POISONED = "gave up: its queue message failed repeatedly and was moved to the poison queue"
+
+
 async def process_poison(rt: Runtime, raw: bytes, message_id: str) -> None:
     try:
-        task_id = decode_message(raw).task_id
+        decoded = decode_message(raw)
     except InvalidMessage as exc:
-        task_id = exc.task_id
+        await _fail_poisoned(rt, exc.task_id, message_id)
+        return
+    if isinstance(decoded, DirectRequest):  # it never became a task: record that it failed
+        failed = _direct_record(decoded, message_id, TaskStatus.FAILED, TaskError(ErrorCategory.GAVE_UP, POISONED))
+        with suppress(TaskExists):
+            state_change(await rt.store.create(failed, decoded.user))
+        return
+    await _fail_poisoned(rt, decoded.task_id, message_id)
+
+
+async def _fail_poisoned(rt: Runtime, task_id: str | None, message_id: str) -> None:
     if task_id is None:
         log.error("poison message %s names no task; dropped", message_id)
         return
-    reason = "its queue message failed repeatedly and was moved to the poison queue"
-    await fail_task(rt, task_id, TaskError(ErrorCategory.GAVE_UP, f"gave up: {reason}"))
+    await fail_task(rt, task_id, TaskError(ErrorCategory.GAVE_UP, POISONED))
 
 
 async def _move(rt: Runtime, record: TaskRecord, status: TaskStatus, **changes: Any) -> TaskRecord:

@@ -92,14 +92,16 @@ class StatusStore:
         return self._table
 
     # --- task records -------------------------------------------------------------------
-    async def create(self, record: TaskRecord) -> TaskRecord:
-        """Write a new task record and its remediation-log row (the user's row came with its claim)."""
+    async def create(self, record: TaskRecord, user: UserRef | None = None) -> TaskRecord:
+        """Write a new task record and its remediation-log row, and its user's row unless that
+        came with a pending-slot claim."""
         table = await self._client()
         try:
             metadata = await table.create_entity(record.to_entity())
         except ResourceExistsError as exc:
             raise TaskExists(record.id) from exc
-        await table.upsert_entity(_index_row(LOG_PARTITION, record))
+        partitions = [LOG_PARTITION] + ([user.partition] if user else [])
+        await asyncio.gather(*(table.upsert_entity(_index_row(partition, record)) for partition in partitions))
         return _with_etag(record, metadata)
 
     async def get(self, task_id: str) -> TaskRecord | None:

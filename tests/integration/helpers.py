@@ -31,11 +31,17 @@ class Sim:
         self.http.post("/_sim/users", json=list(users)).raise_for_status()
 
 
-def wait_for_terminal(api: httpx.Client, url: str, timeout: float = 30) -> dict[str, Any]:
-    """Poll a status URL the way a Logic Apps HTTP action does: until the first non-202."""
+def wait_for_terminal(api: httpx.Client, url: str, timeout: float = 30, appears_later: bool = False) -> dict[str, Any]:
+    """Poll a status URL the way a Logic Apps HTTP action does: until the first non-202.
+
+    `appears_later`: the task is created by the worker (direct queue messages), so 404 means "not yet".
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = api.get(url)
+        if appears_later and response.status_code == 404:
+            time.sleep(0.1)
+            continue
         if response.status_code != 202:
             assert response.status_code == 200, response.text
             return response.json()

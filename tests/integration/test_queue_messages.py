@@ -12,8 +12,11 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from shared.identifiers import parse_user
-from shared.messages import TaskMessage
+from shared.messages import DirectRequest, TaskMessage
 from shared.models import TaskRecord, TaskStatus, utcnow
+from shared.runtime import Runtime
+from shared.settings import load_settings
+from shared.signout import adopt_direct_request
 from shared.status_store import StatusStore
 from shared.storage import StorageConnection, table_service
 from tests.integration.helpers import Sim, new_user, wait_for_terminal
@@ -45,7 +48,7 @@ def create_record(stack: LocalStack, user: str) -> str:
 
 
 def status(api: httpx.Client, task_id: str) -> dict[str, Any]:
-    return wait_for_terminal(api, f"/api/signouts/{task_id}")
+    return wait_for_terminal(api, f"/api/signouts/{task_id}", appears_later=True)
 
 
 @pytest.mark.parametrize("encoding", ["plain", "base64"])
@@ -102,3 +105,42 @@ def test_redelivered_message_cannot_move_a_finished_task_back(stack: LocalStack,
     again = status(api, task_id)
     assert again["status"] == "succeeded" and again["updatedAt"] == first["updatedAt"]
     assert sim.user(user["id"])["revokeCount"] == 1
+
+
+def test_logic_apps_direct_request_becomes_a_task(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:
+    """What the Azure Queues connector's "Put a message" writes: plain text, no task id."""
+    user = new_user(sim, "direct")
+    sent = queue(stack).send_message(f'{{"user": "{user["userPrincipalName"]}", "description": "from a Logic App"}}')
+    record = status(api, DirectRequest.task_id(sent.id))
+    assert (record["status"], record["source"], record["description"]) == ("succeeded", "queue", "from a Logic App")
+    assert sim.user(user["id"])["revokeCount"] == 1
+
+
+def test_redelivered_direct_request_creates_no_second_task(stack: LocalStack, api: httpx.Client, sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = new_user(sim, "direct-twice")
+    request = DirectRequest(parse_user(user["id"]), "twice")
+    monkeypatch.setenv("AzureWebJobsStorage", stack.azurite.connection_string)
+
+    async def deliver_twice() -> None:
+        rt = Runtime(load_settings({}))
+        try:
+            await adopt_direct_request(rt, request, "message-1")
+            await adopt_direct_request(rt, request, "message-1")  # the same queue message again
+        finally:
+            await rt.store.close()
+            await rt.queue.close()
+
+    asyncio.run(deliver_twice())
+    record = status(api, DirectRequest.task_id("message-1"))
+    assert record["status"] == "succeeded"
+    asyncio.run(asyncio.sleep(1))
+    assert sim.user(user["id"])["revokeCount"] == 1
+    assert len(api.get("/api/signouts", params={"user": user["id"]}).json()["tasks"]) == 1
+
+
+def test_poisoned_direct_request_is_recorded_as_failed(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:
+    user = new_user(sim, "direct-poison")
+    sent = queue(stack, "signout-requests-poison").send_message(f'{{"user": "{user["id"]}"}}')
+    record = status(api, DirectRequest.task_id(sent.id))
+    assert (record["status"], record["error"]["category"]) == ("failed", "gave_up")
+    assert sim.user(user["id"])["revokeCount"] == 0
