@@ -12,12 +12,16 @@ from shared.problems import Problem
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "alerts"
 ADELE_ID = "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"
-MONITOR_ALERT_ID = "/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e/providers/Microsoft.AlertsManagement/alerts/eeeeeeee-4444-5555-6666-ffffffffffff"
+SUBSCRIPTION = "/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e"
+MONITOR_ALERT_ID = f"{SUBSCRIPTION}/providers/Microsoft.AlertsManagement/alerts/eeeeeeee-4444-5555-6666-ffffffffffff"
+ACTIVITY_ALERT_ID = f"{SUBSCRIPTION}/resourceGroups/test-RG/providers/microsoft.insights/activityLogAlerts/Test_Alert"
 INCIDENT_ID = (
     "/subscriptions/d0cfe6b2-9ac0-4464-9919-dccaee2e48c0/resourceGroups/myRg/providers/Microsoft.OperationalInsights"
     "/workspaces/myWorkspace/providers/Microsoft.SecurityInsights/Incidents/73e01a99-5cd7-4139-a149-9f2736ff2ab5"
 )
-ON_PREMISES = {"entity": "Account Name='administrator' NTDomain='domain'", "reason": "not an Entra ID account: no AadUserId and no UPNSuffix"}
+XDR_ALERT_ID = "da637578995287051192_756343937"
+NOT_ENTRA = "not an Entra ID account: no AadUserId and no UPNSuffix"
+ON_PREMISES = {"entity": "Account Name='administrator' NTDomain='domain'", "reason": NOT_ENTRA}
 
 
 def load(name: str) -> Any:
@@ -34,17 +38,11 @@ def values(result: AlertUsers) -> list[str]:
         ("azure_monitor_metric", "azure_monitor", MONITOR_ALERT_ID, "test-metricAlertRule", []),
         ("azure_monitor_log_v2_fired", "azure_monitor", MONITOR_ALERT_ID, "test-logAlertRule-v2", ["adele.vance@contoso.com"]),
         ("azure_monitor_log_v1", "azure_monitor", MONITOR_ALERT_ID, "test-logAlertRule-v1-numResults", []),
-        (
-            "azure_monitor_activity_log",
-            "azure_monitor",
-            "/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e/resourceGroups/test-RG/providers/microsoft.insights/activityLogAlerts/Test_Alert",
-            "test-activityLogAlertRule",
-            ["user@contoso.com"],
-        ),
+        ("azure_monitor_activity_log", "azure_monitor", ACTIVITY_ALERT_ID, "test-activityLogAlertRule", ["user@contoso.com"]),
         ("sentinel_alert", "sentinel_alert", "baa8a239-6fde-4ab7-a093-d09f7b75c58c", "myAlert", [ADELE_ID]),
         ("sentinel_incident", "sentinel_incident", INCIDENT_ID, "My incident", [ADELE_ID, "alex.wilber@contoso.com"]),
         ("sentinel_accounts", "sentinel_incident", INCIDENT_ID, "My incident", ["alex.wilber@contoso.com", ADELE_ID]),
-        ("defender_xdr_alert", "defender_xdr", "da637578995287051192_756343937", "Suspicious execution of hidden file", [ADELE_ID]),
+        ("defender_xdr_alert", "defender_xdr", XDR_ALERT_ID, "Suspicious execution of hidden file", [ADELE_ID]),
     ],
 )
 def test_each_published_sample(fixture: str, kind: str, alert_id: str, name: str, users: list[str]) -> None:
@@ -56,13 +54,14 @@ def test_each_published_sample(fixture: str, kind: str, alert_id: str, name: str
 
 def test_metric_alert_explains_it_has_no_user() -> None:
     result = parse_alert(load("azure_monitor_metric"))
-    assert result.unusable == ({"entity": "metric alert", "reason": "metric alerts carry no user identity; split a log search alert by a user dimension"},)
+    reason = "metric alerts carry no user identity; split a log search alert by a user dimension"
+    assert result.unusable == ({"entity": "metric alert", "reason": reason},)
 
 
 def test_log_alert_without_user_dimension_names_what_it_saw_and_what_to_split_by() -> None:
     (note,) = parse_alert(load("azure_monitor_log_v1")).unusable
     assert note["entity"] == "log search alert dimensions='TenantId, Computer, TimeGenerated'"
-    assert note["reason"].startswith("no dimension names a user; split the log search alert rule by a user column such as")
+    assert note["reason"].startswith("no dimension names a user; split the log search alert rule by a user column")
     assert "UserPrincipalName" in note["reason"]
 
 
@@ -123,7 +122,7 @@ def test_log_alert_v1_search_result_columns_can_name_users() -> None:
     payload = load("azure_monitor_log_v1")
     table = payload["data"]["alertContext"]["SearchResults"]["tables"][0]
     table["columns"][1]["name"] = "UserPrincipalName"
-    table["rows"] = [["t", "adele.vance@contoso.com", "x"], ["t", "alex.wilber@contoso.com", "x"], ["t", "Adele.Vance@contoso.com", "x"]]
+    table["rows"] = [["t", upn, "x"] for upn in ("adele.vance@contoso.com", "alex.wilber@contoso.com", "Adele.Vance@contoso.com")]
     assert values(parse_alert(payload)) == ["adele.vance@contoso.com", "alex.wilber@contoso.com"]
 
 
@@ -157,8 +156,7 @@ def test_activity_log_without_a_user_caller_explains(caller: str | None) -> None
 
 def test_other_alert_kinds_explain_they_carry_no_user() -> None:
     payload = load("azure_monitor_metric")
-    payload["data"]["essentials"].update(signalType="Log", monitoringService="SmartDetector")
-    payload["data"]["essentials"]["signalType"] = None
+    payload["data"]["essentials"].update(signalType=None, monitoringService="SmartDetector")
     (note,) = parse_alert(payload).unusable
     assert note["entity"] == "alert monitoringService='SmartDetector'"
 
@@ -202,18 +200,24 @@ def test_sentinel_account_prefers_object_id_then_upn_and_never_guesses() -> None
     result = parse_alert({"SystemAlertId": "a1", "Entities": entities})
     assert values(result) == ["adele.vance@contoso.com"]
     assert result.sources == ("Account Name@UPNSuffix",)
-    assert [note["reason"] for note in result.unusable] == ["not an Entra ID account: no AadUserId and no UPNSuffix"] * 3
+    assert [note["reason"] for note in result.unusable] == [NOT_ENTRA] * 3
 
 
 def test_sentinel_alert_without_an_account_explains() -> None:
     payload = load("sentinel_alert")
     payload["Entities"] = "[]"
-    assert parse_alert(payload).unusable == (
-        {"entity": "alert", "reason": "the alert has no Account entity; map one (AadUserId, or Name and UPNSuffix) in the analytics rule"},
-    )
+    reason = "the alert has no Account entity; map one (AadUserId, or Name and UPNSuffix) in the analytics rule"
+    assert parse_alert(payload).unusable == ({"entity": "alert", "reason": reason},)
 
 
-@pytest.mark.parametrize(("entities", "reason"), [("[{", "Entities is not valid JSON"), ('{"a": 1}', "Entities is not a JSON list"), (7, "Entities is neither a list nor JSON text")])
+@pytest.mark.parametrize(
+    ("entities", "reason"),
+    [
+        ("[{", "Entities is not valid JSON"),
+        ('{"a": 1}', "Entities is not a JSON list"),
+        (7, "Entities is neither a list nor JSON text"),
+    ],
+)
 def test_sentinel_alert_with_unreadable_entities_says_so(entities: object, reason: str) -> None:
     payload = load("sentinel_alert")
     payload["Entities"] = entities
@@ -257,9 +261,8 @@ def test_sentinel_accounts_without_incident_id_are_refused() -> None:
 def test_defender_alert_prefers_object_id_and_reports_on_premises_user_evidence() -> None:
     result = parse_alert(load("defender_xdr_alert"))
     assert result.sources == ("userEvidence azureAdUserId",)
-    assert result.unusable == (
-        {"entity": "userEvidence accountName='svc_backup' domainName='CONTOSO'", "reason": "not an Entra ID account: no azureAdUserId and no userPrincipalName"},
-    )
+    reason = "not an Entra ID account: no azureAdUserId and no userPrincipalName"
+    assert result.unusable == ({"entity": "userEvidence accountName='svc_backup' domainName='CONTOSO'", "reason": reason},)
 
 
 def test_defender_list_response_of_several_alerts_is_one_delivery() -> None:
@@ -321,7 +324,8 @@ def test_entities_beyond_the_limit_are_not_considered_and_the_overflow_is_report
     entities = [{"Type": "account", "Name": f"user{n}", "UPNSuffix": "contoso.com"} for n in range(MAX_ENTITIES + 5)]
     result = parse_alert({"SystemAlertId": "a1", "Entities": entities})
     assert len(result.users) == MAX_ENTITIES
-    assert result.unusable == ({"entity": "payload", "reason": f"more than {MAX_ENTITIES} accounts; only the first {MAX_ENTITIES} were considered"},)
+    reason = f"more than {MAX_ENTITIES} accounts; only the first {MAX_ENTITIES} were considered"
+    assert result.unusable == ({"entity": "payload", "reason": reason},)
 
 
 def test_deeply_nested_entities_text_is_unusable_not_a_crash() -> None:
@@ -330,6 +334,7 @@ def test_deeply_nested_entities_text_is_unusable_not_a_crash() -> None:
 
 
 def test_huge_values_are_echoed_back_clipped() -> None:
-    result = parse_alert({"SystemAlertId": "a1", "Entities": [{"Type": "account", "Name": "x" * 100_000, "NTDomain": "d" * 100_000}]})
+    huge = {"Type": "account", "Name": "x" * 100_000, "NTDomain": "d" * 100_000}
+    result = parse_alert({"SystemAlertId": "a1", "Entities": [huge]})
     (note,) = result.unusable
     assert len(note["entity"]) <= 200
