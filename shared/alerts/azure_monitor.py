@@ -128,7 +128,7 @@ def _no_user(essentials: dict, context: object, dimension_names: frozenset[str])
     signal = _signal(essentials)
     if signal == "log":
         seen = list(dict.fromkeys(name for _, name, _ in islice(_named_values(None, context), 1000)))[:_SEEN_NAMES]
-        hint = ", ".join(sorted(dimension_names, key=str.lower))
+        hint = ", ".join(sorted(dimension_names, key=str.lower)) or "(none are configured)"
         reason = f"no dimension names a user; split the log search alert rule by a user column such as {hint}"
         return Candidate(describe("log search alert", {"dimensions": ", ".join(seen)}), reason=reason)
     if signal == "metric":
