@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
+
 import azure.functions as func
 
 from shared import status_api
 from shared.health import check_health
 from shared.http import absolute_url, endpoint, json_response
-from shared.intake import accept
+from shared.alerts import parse_alert
+from shared.intake import accept, accept_alert
 from shared.models import TaskRecord
-from shared.problems import Problem
+from shared.problems import Problem, field_error
 from shared.runtime import runtime
+from shared.settings import get_settings
 from shared.signout_request import load_json_object, parse_signout_request, require_json
 
 bp = func.Blueprint()
 
 MAX_IDEMPOTENCY_KEY = 200
+MAX_ALERT_BYTES = 2 * 1024 * 1024  # Sentinel incidents carry their alerts and entities
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 POLL_SECONDS = "1"
 
 
@@ -27,7 +34,7 @@ def status_url(req: func.HttpRequest, task: TaskRecord) -> str:
 @endpoint
 async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
     require_json(req.headers.get("content-type"))
-    request = parse_signout_request(load_json_object(req.get_body()))
+    request = parse_signout_request(load_json_object(req.get_body()), get_settings().callback_allowed_hosts)
     key = _idempotency_key(req)
     accepted = await accept(runtime(), request, key, requested_by=None)
     tasks = [{**_summary(task), "statusUrl": status_url(req, task)} for task in accepted.tasks]
@@ -59,11 +66,39 @@ async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(body)
 
 
+@bp.route(route="alerts", methods=["POST"])
+@endpoint
+async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
+    """Azure Monitor (common alert schema), Microsoft Sentinel and Defender XDR alerts."""
+    require_json(req.headers.get("content-type"))
+    alert = parse_alert(load_json_object(req.get_body(), MAX_ALERT_BYTES), dimension_names=get_settings().alert_user_dimensions)
+    summary = {"kind": alert.kind, "alertId": alert.alert_id}
+    if alert.resolved:  # the action group calls again when the alert resolves: nothing to do
+        return json_response({**summary, "ignored": "resolved"})
+    if not alert.users:
+        errors = [field_error("", f"{item['entity']}: {item['reason']}") for item in alert.unusable]
+        raise Problem(422, "No usable user in the alert", f"{alert.kind} alert {alert.alert_id} names no Entra ID user to sign out", errors)
+    tasks = await accept_alert(runtime(), alert)
+    body = {**summary, "tasks": [{**_summary(task), "statusUrl": status_url(req, task)} for task in tasks], "unusable": list(alert.unusable)}
+    return json_response(body, 202)
+
+
+@bp.route(route="openapi.json", methods=["GET"])
+@endpoint
+async def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(openapi_document(), mimetype="application/json")
+
+
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @endpoint
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     report = await check_health()
     return json_response(report, 200 if report["status"] == "healthy" else 503)
+
+
+@cache
+def openapi_document() -> bytes:
+    return OPENAPI_PATH.read_bytes()
 
 
 def _summary(task: TaskRecord) -> dict[str, str]:

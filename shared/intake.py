@@ -15,12 +15,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from shared.alerts import AlertUsers
 from shared.identifiers import UserRef
 from shared.messages import TaskMessage
 from shared.models import TaskRecord, TaskStatus, utcnow
 from shared.problems import Problem
 from shared.runtime import Runtime
-from shared.signout_request import SignoutRequest
+from shared.signout_request import MAX_DESCRIPTION, SignoutRequest
 from shared.logs import state_change
 from shared.status_store import Pending
 
@@ -48,8 +49,23 @@ async def accept(rt: Runtime, request: SignoutRequest, idempotency_key: str | No
     return await _accept_once(rt, request, idempotency_key, requested_by)
 
 
-async def _accept_once(rt: Runtime, request: SignoutRequest, key: str, requested_by: dict[str, str] | None) -> Accepted:
-    fingerprint = request.fingerprint()
+async def accept_alert(rt: Runtime, alert: AlertUsers) -> list[TaskRecord]:
+    """One task per alerted user, idempotent on alert id + user: an action group's retry, or a
+    Sentinel incident updated with more entities, never revokes the same user twice for it."""
+
+    async def one(user: UserRef) -> TaskRecord:
+        request = SignoutRequest((user,), alert.name[:MAX_DESCRIPTION], source=alert.kind, alert_id=alert.alert_id)
+        key = f"alert:{alert.kind}:{alert.alert_id}:{user.key}"
+        accepted = await _accept_once(rt, request, key, None, fingerprint=user.key)
+        return accepted.tasks[0]
+
+    return list(await asyncio.gather(*(one(user) for user in alert.users)))
+
+
+async def _accept_once(
+    rt: Runtime, request: SignoutRequest, key: str, requested_by: dict[str, str] | None, fingerprint: str | None = None
+) -> Accepted:
+    fingerprint = fingerprint or request.fingerprint()
     entry = await rt.store.idempotency(key)
     if entry and utcnow() - entry.created_at < IDEMPOTENCY_TTL:
         if entry.body_hash != fingerprint:
@@ -104,6 +120,9 @@ def _new_record(user: UserRef, request: SignoutRequest, requested_by: dict[str, 
         created_at=now,
         updated_at=now,
         description=request.description,
+        source=request.source,
+        alert_id=request.alert_id,
+        callback_url=request.callback_url,
         requested_by=requested_by,
         correlation_id=request.correlation_id,
     )

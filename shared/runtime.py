@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import httpx
+
 from shared.settings import Settings, get_settings
 from shared.status_store import StatusStore
 from shared.storage import queue_service, read_connection, table_service
@@ -29,6 +31,11 @@ class Runtime:
     @cached_property
     def queue(self) -> WorkQueue:
         return WorkQueue(queue_service(read_connection()))
+
+    @cached_property
+    def http(self) -> httpx.AsyncClient:
+        """Outbound calls other than Graph and storage (Logic Apps callbacks)."""
+        return httpx.AsyncClient(follow_redirects=False)
 
     @cached_property
     def credential(self) -> AsyncTokenCredential:

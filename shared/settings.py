@@ -25,7 +25,11 @@ SETTING_NAMES = (
     "MAX_ATTEMPTS",
     "RETRY_BASE_SECONDS",
     "GRAPH_TIMEOUT_SECONDS",
+    "ALERT_USER_DIMENSIONS",
+    "CALLBACK_ALLOWED_HOSTS",
 )
+# Logic Apps' callback hosts (prod-NN.<region>.logic.azure.com and the sovereign clouds).
+DEFAULT_CALLBACK_HOSTS = ("*.logic.azure.com", "*.logic.azure.us", "*.logic.azure.cn")
 
 
 class SettingsError(ValueError):
@@ -42,6 +46,8 @@ class Settings:
     retry_base_seconds: float = 2.0
     graph_timeout_seconds: float = 15.0
     managed_identity_client_id: str | None = None
+    alert_user_dimensions: frozenset[str] | None = None  # None: the parsers' defaults
+    callback_allowed_hosts: tuple[str, ...] = DEFAULT_CALLBACK_HOSTS
 
     @property
     def poison_queue(self) -> str:
@@ -96,8 +102,12 @@ def parse_graph_endpoint(raw: str) -> str:
     raise SettingsError(f"GRAPH_ENDPOINT must use https (plain http only on loopback), got {raw!r}")
 
 
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _names(raw: str) -> frozenset[str]:
-    return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+    return frozenset(part.lower() for part in _list(raw))
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -111,6 +121,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 2.0, 0.0, 3600.0),
         graph_timeout_seconds=_float(env, "GRAPH_TIMEOUT_SECONDS", 15.0, 1.0, 120.0),
         managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
+        alert_user_dimensions=frozenset(_list(env.get("ALERT_USER_DIMENSIONS", ""))) or None,
+        callback_allowed_hosts=_list(env.get("CALLBACK_ALLOWED_HOSTS", "")) or DEFAULT_CALLBACK_HOSTS,
     )
 
 

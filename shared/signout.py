@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import random
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.callbacks import deliver
 from shared.graph import GraphFailure, GraphUser
 from shared.identifiers import UserRef
 from shared.logs import state_change
@@ -226,4 +227,13 @@ async def _fail_poisoned(rt: Runtime, task_id: str | None, message_id: str) -> N
 async def _move(rt: Runtime, record: TaskRecord, status: TaskStatus, **changes: Any) -> TaskRecord:
     saved = await rt.store.save(record, record.moved_to(status, **changes))
     state_change(saved)
+    if saved.status.is_terminal and saved.callback_url:
+        saved = await _call_back(rt, saved)
     return saved
+
+
+async def _call_back(rt: Runtime, record: TaskRecord) -> TaskRecord:
+    """Tell the Logic App waiting on its HTTP Webhook action; the outcome goes on the record."""
+    outcome = await deliver(rt.http, record.callback_url or "", record.to_api())
+    log.info("callback for task %s: %s after %s attempt(s)", record.id, outcome["status"], outcome["attempts"])
+    return await rt.store.save(record, replace(record, callback=outcome, updated_at=utcnow()))

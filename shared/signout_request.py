@@ -7,14 +7,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from shared.callbacks import MAX_URL_LENGTH, InvalidCallback, check_callback_url
 from shared.identifiers import InvalidIdentifier, UserRef, parse_user
 from shared.problems import Problem, field_error
+from shared.settings import DEFAULT_CALLBACK_HOSTS
 
 MAX_BODY_BYTES = 512 * 1024  # 1,000 users of 256 characters each, and room to spare
 MAX_USERS = 1000
 MAX_DESCRIPTION = 1024
 MAX_CORRELATION_ID = 128
-KNOWN_FIELDS = frozenset({"users", "user", "description", "correlationId"})
+KNOWN_FIELDS = frozenset({"users", "user", "description", "correlationId", "callbackUrl"})
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,9 @@ class SignoutRequest:
     users: tuple[UserRef, ...]
     description: str = ""
     correlation_id: str | None = None
+    callback_url: str | None = None
+    source: str = "api"
+    alert_id: str | None = None
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the same key with another body is refused."""
@@ -29,6 +34,7 @@ class SignoutRequest:
             "users": [user.key for user in self.users],
             "description": self.description,
             "correlationId": self.correlation_id,
+            "callbackUrl": self.callback_url,
         }
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
@@ -39,9 +45,9 @@ def require_json(content_type: str | None) -> None:
         raise Problem(415, "Unsupported media type", f"send the body as application/json, not {media_type or 'nothing'}")
 
 
-def load_json_object(body: bytes) -> dict[str, Any]:
-    if len(body) > MAX_BODY_BYTES:
-        raise Problem(413, "Request body too large", f"the body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+def load_json_object(body: bytes, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    if len(body) > limit:
+        raise Problem(413, "Request body too large", f"the body is {len(body)} bytes; the limit is {limit}")
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -85,7 +91,18 @@ def _user_list(data: dict[str, Any], errors: list[dict[str, Any]]) -> tuple[list
     return raw, "/users"
 
 
-def parse_signout_request(data: dict[str, Any]) -> SignoutRequest:
+def _callback(data: dict[str, Any], allowed_hosts: tuple[str, ...], errors: list[dict[str, Any]]) -> str | None:
+    url = _text(data, "callbackUrl", MAX_URL_LENGTH, errors)
+    if url is None:
+        return None
+    try:
+        return check_callback_url(url, allowed_hosts)
+    except InvalidCallback as exc:
+        errors.append(field_error("/callbackUrl", str(exc)))
+        return None
+
+
+def parse_signout_request(data: dict[str, Any], callback_hosts: tuple[str, ...] = DEFAULT_CALLBACK_HOSTS) -> SignoutRequest:
     errors = [field_error(f"/{name}", "is not a known field") for name in sorted(set(data) - KNOWN_FIELDS)]
     raw_users, pointer = _user_list(data, errors)
     if len(raw_users) > MAX_USERS:
@@ -100,6 +117,7 @@ def parse_signout_request(data: dict[str, Any]) -> SignoutRequest:
         users.setdefault(user.key, user)
     description = _text(data, "description", MAX_DESCRIPTION, errors)
     correlation_id = _text(data, "correlationId", MAX_CORRELATION_ID, errors)
+    callback_url = _callback(data, callback_hosts, errors)
     if errors:
         raise Problem(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
-    return SignoutRequest(tuple(users.values()), description or "", correlation_id)
+    return SignoutRequest(tuple(users.values()), description or "", correlation_id, callback_url)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.helpers import Sim
+from tests.integration.helpers import CallbackReceiver, Sim
 from tools.local_stack import LocalStack
 
 TEST_SETTINGS = {
@@ -24,8 +24,20 @@ TEST_SETTINGS = {
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(settings=TEST_SETTINGS) as running:
+def callbacks() -> Iterator[CallbackReceiver]:
+    """An https Logic-Apps-like callback endpoint on loopback, trusted by the dev host only."""
+    with CallbackReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def stack(callbacks: CallbackReceiver) -> Iterator[LocalStack]:
+    settings = {
+        **TEST_SETTINGS,
+        "CALLBACK_ALLOWED_HOSTS": f"*.logic.azure.com,127.0.0.1:{callbacks.port}",
+        "SSL_CERT_FILE": callbacks.ca_file,
+    }
+    with LocalStack(settings=settings) as running:
         yield running
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import ssl
+import tempfile
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import trustme
 
 
 class Sim:
@@ -61,3 +67,44 @@ def new_user(sim: Sim, name: str, **props: Any) -> dict[str, Any]:
     user = {"id": str(uuid.uuid4()), "userPrincipalName": f"{name}-{uuid.uuid4().hex[:8]}@contoso.com", "userType": "Member", **props}
     sim.add_users(user)
     return user
+
+
+class CallbackReceiver:
+    """Records POSTs per path; answers each path's scripted statuses (default 200)."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, list[dict[str, Any]]] = {}
+        self.script: dict[str, list[int]] = {}
+        authority = trustme.CA()
+        cert = authority.issue_cert("127.0.0.1")
+        self._ca = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
+        authority.cert_pem.write_to_path(self._ca.name)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.received.setdefault(self.path, []).append(body)
+                statuses = receiver.script.get(self.path) or [200]
+                self.send_response(statuses.pop(0) if len(statuses) > 1 else statuses[0])
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(context)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.ca_file = self._ca.name
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> CallbackReceiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
