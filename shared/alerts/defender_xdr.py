@@ -25,19 +25,20 @@ def matches(payload: dict) -> bool:
 
 
 def parse(payload: dict) -> Parsed:
-    alerts = _alerts(payload)
-    listed = field(payload, "value") is not None
-    ids = [required_id(alert, f"/value/{index}/id" if listed else "/id", "id") for index, alert in enumerate(alerts)]
+    located = _alerts(payload)
+    ids = [required_id(alert, f"{pointer}/id", "id") for pointer, alert in located]
+    alerts = [alert for _, alert in located]
     name = title(field(alerts[0], "title"), "Microsoft Defender XDR alert")
     if len(alerts) > 1:
         name = title(f"{name} (and {len(alerts) - 1} more alerts)", name)
     return Parsed(alert_id=_delivery_id(ids), name=name, resolved=False, found=_found(alerts))
 
 
-def _alerts(payload: dict) -> list[dict]:
+def _alerts(payload: dict) -> list[tuple[str, dict]]:
+    """The alerts, each with its JSON Pointer."""
     listed = field(payload, "value")
-    candidates = listed if isinstance(listed, list) else [payload]
-    return [alert for alert in candidates if isinstance(alert, dict) and _is_alert(alert)]
+    located = [(f"/value/{index}", item) for index, item in enumerate(listed)] if isinstance(listed, list) else [("", payload)]
+    return [(pointer, alert) for pointer, alert in located if isinstance(alert, dict) and _is_alert(alert)]
 
 
 def _is_alert(alert: dict) -> bool:

@@ -356,3 +356,11 @@ def test_empty_dimension_names_match_nothing() -> None:
     result = parse_alert(load("azure_monitor_log_v2_fired"), dimension_names=frozenset())
     assert result.users == ()
     assert result.unusable[0]["reason"].endswith("(none are configured)")
+
+
+def test_defender_alert_without_id_in_a_list_is_located_by_its_pointer() -> None:
+    alert = load("defender_xdr_alert")
+    del alert["id"]
+    with pytest.raises(Problem) as caught:
+        parse_alert({"value": ["junk", alert]})
+    assert caught.value.errors[0]["pointer"] == "/value/1/id"
