@@ -7,7 +7,6 @@ however malformed, either parses or raises `Problem(400)`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from shared.alerts import azure_monitor, defender_xdr, sentinel_alert, sentinel_incident
@@ -35,16 +34,6 @@ class AlertUsers:
     users: tuple[UserRef, ...]  # deduplicated by key, in order of first appearance
     unusable: tuple[dict[str, str], ...]  # {"entity": what was seen, "reason": why it was not used}
     sources: tuple[str, ...] = ()  # where each user came from, aligned with `users`, e.g. "activity log caller"
-
-    @property
-    def idempotency_key(self) -> str:
-        """An Idempotency-Key (at most 200 printable characters) for accepting this alert's users.
-
-        A redelivery maps to the same key. An updated incident that now names other users, or has a
-        new title, maps to a new one: reusing the key with another body would be refused by intake.
-        """
-        content = "\n".join([self.kind, self.alert_id, self.name, *(user.key for user in self.users)])
-        return f"alert-{self.kind}-{hashlib.sha256(content.encode()).hexdigest()[:40]}"
 
 
 def parse_alert(payload: object, *, dimension_names: frozenset[str] | None = None) -> AlertUsers:
