@@ -13,6 +13,7 @@ from shared.http import absolute_url, endpoint, json_response
 from shared.alerts import parse_alert
 from shared.intake import accept, accept_alert
 from shared.models import TaskRecord
+from shared.principal import CREATE_ROLE, READ_ROLE, authorize
 from shared.problems import Problem, field_error
 from shared.runtime import runtime
 from shared.settings import get_settings
@@ -33,10 +34,11 @@ def status_url(req: func.HttpRequest, task: TaskRecord) -> str:
 @bp.route(route="signouts", methods=["POST"])
 @endpoint
 async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
+    requested_by = authorize(req, CREATE_ROLE)
     require_json(req.headers.get("content-type"))
     request = parse_signout_request(load_json_object(req.get_body()), get_settings().callback_allowed_hosts)
     key = _idempotency_key(req)
-    accepted = await accept(runtime(), request, key, requested_by=None)
+    accepted = await accept(runtime(), request, key, requested_by)
     tasks = [{**_summary(task), "statusUrl": status_url(req, task)} for task in accepted.tasks]
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else {}
     if len(tasks) == 1:
@@ -47,6 +49,7 @@ async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="signouts/{id}", methods=["GET"])
 @endpoint
 async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
+    authorize(req, READ_ROLE)
     task = await status_api.get_task(runtime(), req.route_params.get("id", ""))
     url = status_url(req, task)
     if task.status.is_terminal:
@@ -57,6 +60,7 @@ async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="signouts", methods=["GET"])
 @endpoint
 async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
+    authorize(req, READ_ROLE)
     query = status_api.parse_log_query(dict(req.params))
     page = await status_api.read_log(runtime(), query)
     body: dict[str, object] = {"tasks": [task.to_api(status_url(req, task)) for task in page.tasks]}
@@ -70,6 +74,7 @@ async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
 @endpoint
 async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
     """Azure Monitor (common alert schema), Microsoft Sentinel and Defender XDR alerts."""
+    requested_by = authorize(req, CREATE_ROLE)
     require_json(req.headers.get("content-type"))
     alert = parse_alert(load_json_object(req.get_body(), MAX_ALERT_BYTES), dimension_names=get_settings().alert_user_dimensions)
     summary = {"kind": alert.kind, "alertId": alert.alert_id}
@@ -78,7 +83,7 @@ async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
     if not alert.users:
         errors = [field_error("", f"{item['entity']}: {item['reason']}") for item in alert.unusable]
         raise Problem(422, "No usable user in the alert", f"{alert.kind} alert {alert.alert_id} names no Entra ID user to sign out", errors)
-    tasks = await accept_alert(runtime(), alert)
+    tasks = await accept_alert(runtime(), alert, requested_by)
     body = {**summary, "tasks": [{**_summary(task), "statusUrl": status_url(req, task)} for task in tasks], "unusable": list(alert.unusable)}
     return json_response(body, 202)
 
@@ -86,6 +91,7 @@ async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="openapi.json", methods=["GET"])
 @endpoint
 async def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    authorize(req, READ_ROLE)
     return func.HttpResponse(openapi_document(), mimetype="application/json")
 
 

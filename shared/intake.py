@@ -49,14 +49,14 @@ async def accept(rt: Runtime, request: SignoutRequest, idempotency_key: str | No
     return await _accept_once(rt, request, idempotency_key, requested_by)
 
 
-async def accept_alert(rt: Runtime, alert: AlertUsers) -> list[TaskRecord]:
+async def accept_alert(rt: Runtime, alert: AlertUsers, requested_by: dict[str, str] | None) -> list[TaskRecord]:
     """One task per alerted user, idempotent on alert id + user: an action group's retry, or a
     Sentinel incident updated with more entities, never revokes the same user twice for it."""
 
     async def one(user: UserRef) -> TaskRecord:
         request = SignoutRequest((user,), alert.name[:MAX_DESCRIPTION], source=alert.kind, alert_id=alert.alert_id)
         key = f"alert:{alert.kind}:{alert.alert_id}:{user.key}"
-        accepted = await _accept_once(rt, request, key, None, fingerprint=user.key)
+        accepted = await _accept_once(rt, request, key, requested_by, fingerprint=user.key)
         return accepted.tasks[0]
 
     return list(await asyncio.gather(*(one(user) for user in alert.users)))

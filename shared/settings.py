@@ -27,6 +27,8 @@ SETTING_NAMES = (
     "GRAPH_TIMEOUT_SECONDS",
     "ALERT_USER_DIMENSIONS",
     "CALLBACK_ALLOWED_HOSTS",
+    "REQUIRE_APP_ROLES",
+    "RETENTION_DAYS",
 )
 # Logic Apps' callback hosts (prod-NN.<region>.logic.azure.com and the sovereign clouds).
 DEFAULT_CALLBACK_HOSTS = ("*.logic.azure.com", "*.logic.azure.us", "*.logic.azure.cn")
@@ -48,6 +50,7 @@ class Settings:
     managed_identity_client_id: str | None = None
     alert_user_dimensions: frozenset[str] | None = None  # None: the parsers' defaults
     callback_allowed_hosts: tuple[str, ...] = DEFAULT_CALLBACK_HOSTS
+    retention_days: int = 365
 
     @property
     def poison_queue(self) -> str:
@@ -123,6 +126,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
         alert_user_dimensions=frozenset(_list(env.get("ALERT_USER_DIMENSIONS", ""))) or None,
         callback_allowed_hosts=_list(env.get("CALLBACK_ALLOWED_HOSTS", "")) or DEFAULT_CALLBACK_HOSTS,
+        retention_days=_int(env, "RETENTION_DAYS", 365, 1, 36500),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared.identifiers import UserRef
+from shared.identifiers import InvalidIdentifier, UserRef, parse_user
 from shared.models import TaskRecord, utcnow
 
 LOG_PARTITION = "log"
@@ -186,6 +187,28 @@ class StatusStore:
             if len(ids) == limit:
                 return LogPage(ids, last)
         return LogPage(ids, None)
+
+    # --- retention -------------------------------------------------------------------------
+    async def expired(self, cutoff: datetime, limit: int) -> list[dict[str, Any]]:
+        """Remediation-log rows of tasks created before `cutoff`, oldest last, at most `limit`."""
+        table = await self._client()
+        query = "PartitionKey eq @pk and RowKey gt @cutoff"
+        parameters = {"pk": LOG_PARTITION, "cutoff": time_key(cutoff)}
+        rows: list[dict[str, Any]] = []
+        async for entity in table.query_entities(query, parameters=parameters, results_per_page=limit, select=["RowKey", "TaskId", "User"]):
+            rows.append(dict(entity))
+            if len(rows) == limit:
+                break
+        return rows
+
+    async def delete_task(self, log_row: dict[str, Any]) -> None:
+        """Delete a task record and its index rows; the log row goes last, so an interrupted
+        deletion is found and finished by the next run."""
+        table = await self._client()
+        await table.delete_entity(log_row["TaskId"], TASK_ROW)
+        with suppress(InvalidIdentifier):
+            await table.delete_entity(parse_user(log_row["User"]).partition, log_row["RowKey"])
+        await table.delete_entity(LOG_PARTITION, log_row["RowKey"])
 
     # --- idempotency keys --------------------------------------------------------------------
     @staticmethod

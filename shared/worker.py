@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.graph import warm_up
+from shared.retention import apply_retention
 from shared.runtime import runtime
 from shared.signout import process_message, process_poison
 from shared.storage import CONNECTION
@@ -21,3 +22,9 @@ async def signout_worker(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%-poison", connection=CONNECTION)
 async def signout_poison(msg: func.QueueMessage) -> None:
     await process_poison(runtime(), msg.get_body(), msg.id or "")
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 17 3 * * *", run_on_startup=False)
+async def retention(timer: func.TimerRequest) -> None:
+    """Daily at 03:17 UTC: delete task records older than RETENTION_DAYS."""
+    await apply_retention(runtime())
