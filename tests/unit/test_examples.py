@@ -84,7 +84,9 @@ def workflow(template: dict[str, Any]) -> dict[str, Any]:
 
 # --- a small evaluator for the Logic Apps workflow definition language ------------------------
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_$][A-Za-z0-9_$]*)|(?P<op>\?|\[|\]|\(|\)|,|\.))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_$][A-Za-z0-9_$]*)|(?P<op>\?|\[|\]|\(|\)|,|\.))"
+)
 
 
 class ExpressionError(ValueError):
@@ -98,7 +100,7 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
             break
         match = _TOKEN.match(text, position)
         if not match:
-            raise ExpressionError(f"cannot read {text[position:position + 30]!r} in {text!r}")
+            raise ExpressionError(f"cannot read {text[position : position + 30]!r} in {text!r}")
         position = match.end()
         kind = match.lastgroup
         value = match.group(kind)
@@ -327,7 +329,9 @@ def calls(node: tuple) -> Iterator[tuple[str, list[tuple]]]:
 # --- workflow structure -------------------------------------------------------------------------
 
 
-def all_actions(actions: dict[str, Any], loops: tuple[str, ...] = ()) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...]]]:
+def all_actions(
+    actions: dict[str, Any], loops: tuple[str, ...] = ()
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...]]]:
     """(name, action, sibling actions, enclosing Foreach names) for every action, nested ones too."""
     for name, action in actions.items():
         yield name, action, actions, loops
@@ -376,7 +380,10 @@ def check_workflow(template: dict[str, Any]) -> None:
                         assert literal in variables, f"{where}: variable '{literal}' is never initialized"
                     elif function == "parameters":
                         assert literal in declared_parameters, f"{where}: parameter '{literal}' is not declared"
-    for name, step in [*definition["triggers"].items(), *((name, action) for name, action, *_ in all_actions(definition["actions"]))]:
+    for name, step in [
+        *definition["triggers"].items(),
+        *((name, action) for name, action, *_ in all_actions(definition["actions"])),
+    ]:
         inputs = step.get("inputs")
         connection = inputs.get("host", {}).get("connection", {}).get("name") if isinstance(inputs, dict) else None
         if connection:
@@ -471,7 +478,9 @@ def test_the_checks_catch_mistakes() -> None:
     with pytest.raises(AssertionError, match="securestring"):
         check_no_literal_secrets(broken)
     broken = copy.deepcopy(load("action-group.json"))
-    broken["resources"][1]["properties"]["webhookReceivers"][0]["serviceUri"] = "https://app.azurewebsites.net/api/alerts?code=" + "Ab1_" * 14 + "=="
+    broken["resources"][1]["properties"]["webhookReceivers"][0]["serviceUri"] = (
+        "https://app.azurewebsites.net/api/alerts?code=" + "Ab1_" * 14 + "=="
+    )
     with pytest.raises(AssertionError, match="literal secret"):
         check_no_literal_secrets(broken)
 
@@ -495,7 +504,8 @@ def test_action_group_azure_function_receiver() -> None:
     assert receiver["functionAppResourceId"] == "[parameters('functionAppResourceId')]"
     function_name = template["variables"]["ingestFunctionName"]
     assert receiver["functionName"] == "[variables('ingestFunctionName')]" and function_name == "ingest_alert"
-    assert re.fullmatch(r"\[format\('https://\{0\}/api/alerts', reference\(parameters\('functionAppResourceId'\), '[\d-]+'\)\.defaultHostName\)\]", receiver["httpTriggerUrl"])
+    host = r"reference\(parameters\('functionAppResourceId'\), '[\d-]+'\)\.defaultHostName"
+    assert re.fullmatch(rf"\[format\('https://\{{0\}}/api/alerts', {host}\)\]", receiver["httpTriggerUrl"])
     function = registered_functions().get(function_name)
     assert function is not None, f"the action group calls function {function_name!r}, which function_app does not register"
     trigger = function.get_trigger()
@@ -507,12 +517,20 @@ def test_action_group_azure_function_receiver() -> None:
 
 def test_action_group_webhook_alternative_takes_the_key_from_a_secure_parameter() -> None:
     template = load("action-group.json")
-    (receiver,) = [r for group in resources(template, "Microsoft.Insights/actionGroups") for r in group["properties"].get("webhookReceivers", [])]
+    (receiver,) = [
+        r
+        for group in resources(template, "Microsoft.Insights/actionGroups")
+        for r in group["properties"].get("webhookReceivers", [])
+    ]
     assert receiver["useCommonAlertSchema"] is True
-    assert "/api/alerts?code={1}" in receiver["serviceUri"] and "uriComponent(parameters('functionKey'))" in receiver["serviceUri"]
+    assert (
+        "/api/alerts?code={1}" in receiver["serviceUri"] and "uriComponent(parameters('functionKey'))" in receiver["serviceUri"]
+    )
     assert template["parameters"]["functionKey"]["type"] == "securestring"
     conditions = sorted(group["condition"] for group in resources(template, "Microsoft.Insights/actionGroups"))
-    assert conditions == ["[not(variables('useFunctionReceiver'))]", "[variables('useFunctionReceiver')]"], "exactly one receiver is deployed"
+    assert conditions == ["[not(variables('useFunctionReceiver'))]", "[variables('useFunctionReceiver')]"], (
+        "exactly one receiver is deployed"
+    )
 
 
 def test_log_search_alert_splits_by_user_principal_name() -> None:
@@ -578,7 +596,9 @@ def test_playbook_http_action_posts_to_signouts_with_an_idempotency_key() -> Non
     wait = find(definition, "Wait_for_sign-out")
     assert wait["inputs"]["method"] == "GET" and wait["inputs"]["uri"] == "@items('For_each_task')?['statusUrl']"
     assert "operationOptions" not in wait, "the asynchronous pattern (202 + Location + Retry-After) does the waiting"
-    assert wait["inputs"]["queries"]["code"] == "@parameters('functionKey')", "Location keeps ?code= so every poll is authenticated"
+    assert wait["inputs"]["queries"]["code"] == "@parameters('functionKey')", (
+        "Location keeps ?code= so every poll is authenticated"
+    )
     assert set(wait["runtimeConfiguration"]["secureData"]["properties"]) == {"inputs", "outputs"}, "Location carries the key"
     assert find(definition, "For_each_task")["foreach"] == "@body('Sign_out_users')?['tasks']"
 
@@ -612,7 +632,9 @@ def _playbook_context(**actions: Any) -> Context:
 def _run_user_list(definition: dict[str, Any], accounts: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[str]]:
     select = find(definition, "Select_user_identifiers")["inputs"]
     where = find(definition, "Filter_usable_users")["inputs"]["where"]
-    context = _playbook_context(**{"Entities_-_Get_Accounts": {"status": "Succeeded", "outputs": {"body": {"Accounts": accounts}}}})
+    context = _playbook_context(
+        **{"Entities_-_Get_Accounts": {"status": "Succeeded", "outputs": {"body": {"Accounts": accounts}}}}
+    )
     selected = [evaluate(select["select"], Context(item=item)) for item in evaluate(select["from"], context)]
     filtered = [item for item in selected if evaluate(where, Context(item=item))]
     context.actions["Select_user_identifiers"] = {"status": "Succeeded", "outputs": {"body": selected}}
@@ -624,7 +646,10 @@ def _run_user_list(definition: dict[str, Any], accounts: list[dict[str, Any]]) -
 def test_playbook_builds_the_user_list_from_account_entities() -> None:
     _, definition = playbook()
     accounts = fixture("sentinel_accounts.json")["Accounts"]  # Microsoft's sample: UPN-only, AadUserId, on-premises only
-    accounts = accounts + [dict(accounts[1]), {"AadUserId": "", "Name": "", "UPNSuffix": "contoso.com"}]  # a duplicate, an empty one
+    accounts = accounts + [
+        dict(accounts[1]),
+        {"AadUserId": "", "Name": "", "UPNSuffix": "contoso.com"},
+    ]  # a duplicate, an empty one
     selected, filtered, users = _run_user_list(definition, accounts)
     assert users == ["alex.wilber@contoso.com", "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"], "AadUserId first, else Name@UPNSuffix"
     assert len(selected) - len(filtered) == 2, "the on-premises account and the empty one are skipped"
@@ -644,7 +669,9 @@ def test_playbook_request_is_accepted_by_the_service_parser() -> None:
     key = request["headers"]["Idempotency-Key"]
     incident = fixture(SENTINEL_INCIDENT)
     assert key == f"sentinel/{incident['workspaceId']}/{incident['object']['name']}"
-    assert 1 <= len(key) <= api.MAX_IDEMPOTENCY_KEY and key.isprintable(), "the service refuses longer keys (an incident ARM id is >200)"
+    assert 1 <= len(key) <= api.MAX_IDEMPOTENCY_KEY and key.isprintable(), (
+        "the service refuses longer keys (an incident ARM id is >200)"
+    )
     assert request["headers"]["x-functions-key"] == KEY
     parsed = parse_signout_request(request["body"])  # the service's own validation: raises Problem(400) on anything wrong
     assert [user.value for user in parsed.users] == users
@@ -659,20 +686,43 @@ def _task(status: str, **extra: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("wait", "expected"),
     [
-        ({"status": "Succeeded", "outputs": {"statusCode": 200, "body": _task("succeeded", verified=True, error=None)}}, "alex.wilber@contoso.com: succeeded (verified) (task 3f0c"),
         (
-            {"status": "Succeeded", "outputs": {"statusCode": 200, "body": _task("failed", verified=None, error={"category": "user_not_found", "message": "no such user"})}},
+            {"status": "Succeeded", "outputs": {"statusCode": 200, "body": _task("succeeded", verified=True, error=None)}},
+            "alex.wilber@contoso.com: succeeded (verified) (task 3f0c",
+        ),
+        (
+            {
+                "status": "Succeeded",
+                "outputs": {
+                    "statusCode": 200,
+                    "body": _task("failed", verified=None, error={"category": "user_not_found", "message": "no such user"}),
+                },
+            },
             "alex.wilber@contoso.com: failed - user_not_found: no such user (task",
         ),
         ({"status": "TimedOut"}, "alex.wilber@contoso.com: no final status yet (status check TimedOut) (task 3f0c"),
-        ({"status": "Failed", "outputs": {"statusCode": 404, "body": {"type": "about:blank", "title": "Task not found", "status": 404}}}, "no final status yet (status check Failed, HTTP 404)"),
-        ({"status": "Failed", "outputs": {"statusCode": 502, "body": "<html>Bad Gateway</html>"}}, "no final status yet (status check Failed, HTTP 502)"),
+        (
+            {
+                "status": "Failed",
+                "outputs": {"statusCode": 404, "body": {"type": "about:blank", "title": "Task not found", "status": 404}},
+            },
+            "no final status yet (status check Failed, HTTP 404)",
+        ),
+        (
+            {"status": "Failed", "outputs": {"statusCode": 502, "body": "<html>Bad Gateway</html>"}},
+            "no final status yet (status check Failed, HTTP 502)",
+        ),
     ],
     ids=["succeeded", "failed", "timed out", "status check failed", "gateway error page"],
 )
 def test_playbook_result_line_for_each_outcome(wait: dict[str, Any], expected: str) -> None:
     _, definition = playbook()
-    summary = {"id": "3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c", "user": "alex.wilber@contoso.com", "status": "queued", "statusUrl": "https://x/api/signouts/3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c"}
+    summary = {
+        "id": "3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c",
+        "user": "alex.wilber@contoso.com",
+        "status": "queued",
+        "statusUrl": "https://x/api/signouts/3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c",
+    }
     context = Context(actions={"Wait_for_sign-out": wait}, items={"For_each_task": summary})
     condition = find(definition, "Condition_-_finished")
     (check,) = condition["expression"]["and"]
@@ -686,9 +736,21 @@ def test_playbook_result_line_for_each_outcome(wait: dict[str, Any], expected: s
 
 def test_playbook_comments_render() -> None:
     _, definition = playbook()
-    accepted = {"tasks": [{"id": "3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c", "user": "alex.wilber@contoso.com", "status": "queued", "statusUrl": f"https://x/api/signouts/3f0c?code={KEY}"}]}
+    accepted = {
+        "tasks": [
+            {
+                "id": "3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c",
+                "user": "alex.wilber@contoso.com",
+                "status": "queued",
+                "statusUrl": f"https://x/api/signouts/3f0c?code={KEY}",
+            }
+        ]
+    }
     context = _playbook_context(
-        Sign_out_users={"status": "Succeeded", "outputs": {"statusCode": 202, "headers": {"Idempotent-Replayed": "true"}, "body": accepted}},
+        Sign_out_users={
+            "status": "Succeeded",
+            "outputs": {"statusCode": 202, "headers": {"Idempotent-Replayed": "true"}, "body": accepted},
+        },
         Select_user_identifiers={"status": "Succeeded", "outputs": {"body": ["alex.wilber@contoso.com", ""]}},
         Filter_usable_users={"status": "Succeeded", "outputs": {"body": ["alex.wilber@contoso.com"]}},
         Users={"status": "Succeeded", "outputs": ["alex.wilber@contoso.com"]},
@@ -699,11 +761,20 @@ def test_playbook_comments_render() -> None:
     assert "1 account(s), already requested" in comment["message"] and "succeeded (verified)" in comment["message"]
     assert "1 account entit(ies) had neither" in comment["message"] and KEY not in comment["message"]
 
-    problem = {"type": "about:blank", "title": "Invalid request", "status": 400, "detail": "1 problem(s)", "errors": [{"pointer": "/users/0", "detail": "is not a UPN"}]}
+    problem = {
+        "type": "about:blank",
+        "title": "Invalid request",
+        "status": 400,
+        "detail": "1 problem(s)",
+        "errors": [{"pointer": "/users/0", "detail": "is not a UPN"}],
+    }
     failed_path = find(definition, "Add_comment_to_incident_(V3)_-_request_failed")["inputs"]["body"]["message"]
     terminate = find(definition, "Terminate_-_request_failed")["inputs"]["runError"]["message"]
     for outcome, expected in [
-        ({"status": "Failed", "outputs": {"statusCode": 400, "body": problem}}, ["HTTP 400", '"pointer":"/users/0"', "Invalid request"]),
+        (
+            {"status": "Failed", "outputs": {"statusCode": 400, "body": problem}},
+            ["HTTP 400", '"pointer":"/users/0"', "Invalid request"],
+        ),
         ({"status": "Failed", "outputs": {"statusCode": 401, "body": ""}}, ["HTTP 401"]),
         ({"status": "TimedOut"}, ["no answer (TimedOut)"]),
     ]:
@@ -732,7 +803,9 @@ def test_queue_logic_app_uses_the_azure_queues_connector_with_managed_identity()
     assert template["parameters"]["queueName"]["defaultValue"] == "signout-requests"
     (role,) = resources(template, "Microsoft.Authorization/roleAssignments")
     assert "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a" in json.dumps(template), "Storage Queue Data Message Sender"
-    assert role["scope"].endswith("/queueServices/default/queues/{1}', parameters('storageAccountName'), parameters('queueName'))]"), "this queue only"
+    assert role["scope"].endswith(
+        "/queueServices/default/queues/{1}', parameters('storageAccountName'), parameters('queueName'))]"
+    ), "this queue only"
 
 
 QUEUE_SCHEMA = json.loads((ROOT / "shared" / "schemas" / "queue-message.v1.schema.json").read_text(encoding="utf-8"))
@@ -759,8 +832,14 @@ def test_queue_message_is_a_direct_request_the_worker_accepts(request_body: dict
     trigger_schema = definition["triggers"]["When_a_HTTP_request_is_received"]["inputs"]["schema"]
     assert not list(Draft202012Validator(trigger_schema).iter_errors(request_body)), "the trigger accepts it"
     compose = definition["actions"]["Build_sign-out_message"]["inputs"]
-    connections = {"azurequeues": {"connectionId": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Web/connections/azurequeues-x"}}
-    parameters = {"$connections": connections, "queueEndpoint": "https://st.queue.core.windows.net", "queueName": "signout-requests"}
+    connections = {
+        "azurequeues": {"connectionId": "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Web/connections/azurequeues-x"}
+    }
+    parameters = {
+        "$connections": connections,
+        "queueEndpoint": "https://st.queue.core.windows.net",
+        "queueName": "signout-requests",
+    }
     context = Context(trigger_body=request_body, parameters=parameters)
     message = evaluate(compose, context)
     assert not list(Draft202012Validator(DIRECT_REQUEST).iter_errors(message))

@@ -153,7 +153,9 @@ def without_nulls(value: Any) -> Any:
 
 def assert_valid(name: str, instance: Any) -> None:
     validator = Draft4Validator(json_schema(name), format_checker=FormatChecker())
-    errors = [f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}" for error in validator.iter_errors(instance)]
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}" for error in validator.iter_errors(instance)
+    ]
     assert not errors, f"{name} does not describe what the code produces:\n" + "\n".join(errors)
 
 
@@ -169,7 +171,9 @@ def test_is_a_valid_openapi_2_document() -> None:
     [
         lambda doc: doc["paths"]["/signouts"]["post"].pop("responses"),
         lambda doc: doc["paths"]["/signouts/{id}"]["get"]["parameters"][0].update({"in": "cookie"}),  # not in v2
-        lambda doc: doc["paths"]["/signouts"]["get"]["parameters"].append(dict(doc["paths"]["/signouts"]["get"]["parameters"][0])),
+        lambda doc: doc["paths"]["/signouts"]["get"]["parameters"].append(
+            dict(doc["paths"]["/signouts"]["get"]["parameters"][0])
+        ),
         lambda doc: doc.update({"openapi": "3.0.3"}),
     ],
     ids=["no responses", "cookie parameter", "duplicate parameter", "v3 key in a v2 document"],
@@ -256,7 +260,11 @@ def test_operation_is_connector_ready(path: str, method: str, op: dict[str, Any]
     for status, response in op["responses"].items():
         assert re.fullmatch(r"[1-5]\d\d", status), f"{status}: explicit status codes, no `default`"
         assert response["description"].strip(), f"{status} has a description"
-        if status.startswith(("4", "5")) and status not in BODYLESS_STATUSES and op["operationId"] not in UNAUTHENTICATED_OPERATIONS:
+        if (
+            status.startswith(("4", "5"))
+            and status not in BODYLESS_STATUSES
+            and op["operationId"] not in UNAUTHENTICATED_OPERATIONS
+        ):
             assert response.get("schema") == {"$ref": "#/definitions/Problem"}, f"{status} answers problem+json"
             assert PROBLEM_CT in op.get("produces", DOC["produces"]), "errors are application/problem+json"
     for parameter in op.get("parameters", []):
@@ -367,7 +375,9 @@ def test_task_schema_has_exactly_the_fields_of_a_task_record() -> None:
     assert produced == documented, (
         f"TaskRecord.to_api() only: {sorted(produced - documented)}; Task schema only: {sorted(documented - produced)}"
     )
-    error = TaskError(ErrorCategory.PERMISSION_DENIED, "Insufficient privileges", "Authorization_RequestDenied", "req-1", 403, "grant it")
+    error = TaskError(
+        ErrorCategory.PERMISSION_DENIED, "Insufficient privileges", "Authorization_RequestDenied", "req-1", 403, "grant it"
+    )
     assert set(error.to_api()) == set(definition("TaskError")["properties"])
     assert set(definition("RequestedBy")["properties"]) == {"objectId", "appId", "displayName"}
     assert set(definition("ResolvedUser")["properties"]) == {"id", "userPrincipalName", "userType"}
@@ -380,7 +390,11 @@ def test_the_code_s_task_records_validate_against_the_schema() -> None:
     samples = [
         _record(status=TaskStatus.QUEUED),
         _record(
-            requested_by={"objectId": "5b1e0c2a-7d3f-4e8a-9b6c-1d2e3f4a5b6c", "appId": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "displayName": "Sentinel playbook"},
+            requested_by={
+                "objectId": "5b1e0c2a-7d3f-4e8a-9b6c-1d2e3f4a5b6c",
+                "appId": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+                "displayName": "Sentinel playbook",
+            },
             correlation_id="1234",
             resolved_id="6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b",
             resolved_upn="adele.vance@contoso.com",
@@ -395,10 +409,27 @@ def test_the_code_s_task_records_validate_against_the_schema() -> None:
             status=TaskStatus.FAILED,
             attempts=1,
             completed_at=moment,
-            error=TaskError(ErrorCategory.PERMISSION_DENIED, "Insufficient privileges", "Authorization_RequestDenied", "req-1", 403, "grant User.RevokeSessions.All"),
+            error=TaskError(
+                ErrorCategory.PERMISSION_DENIED,
+                "Insufficient privileges",
+                "Authorization_RequestDenied",
+                "req-1",
+                403,
+                "grant User.RevokeSessions.All",
+            ),
         ),
-        _record(status=TaskStatus.QUEUED, attempts=2, next_attempt_at=moment, error=TaskError(ErrorCategory.TRANSIENT, "throttled", http_status=429)),
-        _record(status=TaskStatus.SUCCEEDED, user_type="Guest", verified=False, warnings=("guest: home-tenant sessions are not revoked",)),
+        _record(
+            status=TaskStatus.QUEUED,
+            attempts=2,
+            next_attempt_at=moment,
+            error=TaskError(ErrorCategory.TRANSIENT, "throttled", http_status=429),
+        ),
+        _record(
+            status=TaskStatus.SUCCEEDED,
+            user_type="Guest",
+            verified=False,
+            warnings=("guest: home-tenant sessions are not revoked",),
+        ),
     ]
     for record in samples:
         assert_valid("Task", without_nulls(record.to_api(url)))
@@ -424,7 +455,14 @@ def test_alert_kinds_match_the_parsers() -> None:
         {
             "kind": "sentinel_incident",
             "alertId": "/subscriptions/x/incidents/1",
-            "tasks": [{"id": "3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c", "user": "adele.vance@contoso.com", "status": "queued", "statusUrl": "https://app.example/api/signouts/3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c"}],
+            "tasks": [
+                {
+                    "id": "3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c",
+                    "user": "adele.vance@contoso.com",
+                    "status": "queued",
+                    "statusUrl": "https://app.example/api/signouts/3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c",
+                }
+            ],
             "unusable": [{"entity": "Account Name='administrator' NTDomain='CONTOSO'", "reason": "no UPN or object id"}],
         },
     )
@@ -436,6 +474,10 @@ def test_health_schema_matches_the_report_shape() -> None:
 
     report = {
         "status": "unhealthy",
-        "checks": {"configuration": {"ok": True}, "storage": {"ok": False, "error": "ServiceRequestError: boom"}, "graphPermissions": permission_report(["User.Read.All"])},
+        "checks": {
+            "configuration": {"ok": True},
+            "storage": {"ok": False, "error": "ServiceRequestError: boom"},
+            "graphPermissions": permission_report(["User.Read.All"]),
+        },
     }
     assert_valid("Health", report)
