@@ -12,12 +12,14 @@ from shared.health import check_health
 from shared.http import absolute_url, endpoint, json_response
 from shared.alerts import parse_alert
 from shared.intake import accept, accept_alert
+from shared.jobs import create_job, get_job, job_report
+from shared.messages import is_task_id
 from shared.models import TaskRecord
 from shared.principal import CREATE_ROLE, READ_ROLE, authorize
 from shared.problems import Problem, field_error
 from shared.runtime import runtime
 from shared.settings import get_settings
-from shared.signout_request import load_json_object, parse_signout_request, require_json
+from shared.signout_request import load_json_object, parse_bulk_request, parse_signout_request, require_json
 
 bp = func.Blueprint()
 
@@ -25,6 +27,7 @@ MAX_IDEMPOTENCY_KEY = 200
 MAX_ALERT_BYTES = 2 * 1024 * 1024  # Sentinel incidents carry their alerts and entities
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 POLL_SECONDS = "1"
+JOB_POLL_SECONDS = "10"
 
 
 def status_url(req: func.HttpRequest, task: TaskRecord) -> str:
@@ -36,7 +39,10 @@ def status_url(req: func.HttpRequest, task: TaskRecord) -> str:
 async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
     requested_by = authorize(req, CREATE_ROLE)
     require_json(req.headers.get("content-type"))
-    request = parse_signout_request(load_json_object(req.get_body()), get_settings().callback_allowed_hosts)
+    data = load_json_object(req.get_body())
+    if "group" in data or "allUsers" in data:
+        return await _create_job(req, data, requested_by)
+    request = parse_signout_request(data, get_settings().callback_allowed_hosts)
     key = _idempotency_key(req)
     accepted = await accept(runtime(), request, key, requested_by)
     tasks = [{**_summary(task), "statusUrl": status_url(req, task)} for task in accepted.tasks]
@@ -68,6 +74,36 @@ async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
         body["continuationToken"] = page.continuation_token
         body["nextLink"] = absolute_url(req, "/api/signouts", {**query.as_params(), "continuationToken": page.continuation_token})
     return json_response(body)
+
+
+async def _create_job(req: func.HttpRequest, data: dict[str, object], requested_by: dict[str, str] | None) -> func.HttpResponse:
+    request = parse_bulk_request(data, get_settings().allow_all_users)
+    job = await create_job(runtime(), request.group_id, request.description, request.correlation_id, requested_by)
+    url = job_url(req, job.id)
+    body = {"job": {"id": job.id, "state": "enumerating", "statusUrl": url}}
+    return json_response(body, 202, {"Location": url, "Retry-After": JOB_POLL_SECONDS})
+
+
+def job_url(req: func.HttpRequest, job_id: str) -> str:
+    return absolute_url(req, f"/api/jobs/{job_id}")
+
+
+@bp.route(route="jobs/{id}", methods=["GET"])
+@endpoint
+async def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
+    authorize(req, READ_ROLE)
+    job_id = req.route_params.get("id", "")
+    if not is_task_id(job_id):
+        raise Problem(400, "Invalid job id", "a job id is a lowercase GUID", [field_error("/id", "is not a job id")])
+    job = await get_job(runtime(), job_id)
+    if job is None:
+        raise Problem(404, "Job not found", f"no bulk sign-out job {job_id}")
+    report, finished = await job_report(runtime(), job)
+    url = job_url(req, job_id)
+    report["statusUrl"] = url
+    if finished:
+        return json_response(report)
+    return json_response(report, 202, {"Location": url, "Retry-After": JOB_POLL_SECONDS})
 
 
 @bp.route(route="alerts", methods=["POST"])

@@ -26,7 +26,9 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.revoke_sign_in_sessions.revoke_sign_in_sessions_post_response import (
     RevokeSignInSessionsPostResponse,
 )
+from msgraph.generated.groups.item.transitive_members.graph_user.graph_user_request_builder import GraphUserRequestBuilder
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core import GraphClientFactory
 
 from shared.models import parse_iso, utcnow
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 
 USER_FIELDS = ["id", "userPrincipalName", "userType", "signInSessionsValidFromDateTime"]
 READ_PERMISSION = "User.Read.All"
+GROUP_PERMISSION = "GroupMember.Read.All"
+PAGE_FIELDS = ["id", "userPrincipalName", "userType"]
 REVOKE_PERMISSION = "User.RevokeSessions.All"
 TRANSIENT_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
 
@@ -53,6 +57,20 @@ class GraphUser:
 class GraphResult:
     value: Any
     request_id: str | None
+    limit_percentage: float | None = None  # x-ms-throttle-limit-percentage, sent from 0.8
+
+
+@dataclass(frozen=True)
+class PageUser:
+    id: str
+    user_principal_name: str | None
+    user_type: str | None
+
+
+@dataclass(frozen=True)
+class UserPage:
+    users: list[PageUser]
+    next_link: str | None
 
 
 class GraphFailure(Exception):
@@ -113,6 +131,25 @@ class GraphGateway:
         found = await self._call(call, inspect, READ_PERMISSION)
         return GraphResult(_graph_user(found.value, found.request_id), found.request_id)
 
+    async def list_users(self, group_id: str | None, next_link: str | None, request_id: str, page_size: int) -> GraphResult:
+        """One page of the tenant's users, or of a group's transitive user members."""
+        priority = "low"  # enumeration for bulk jobs never competes with alert-driven work
+        if next_link is not None and not next_link.startswith(self._client.request_adapter.base_url + "/"):
+            raise GraphFailure("Graph returned a nextLink outside GRAPH_ENDPOINT", code="UnexpectedNextLink")
+        if group_id is None:
+            query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=PAGE_FIELDS, top=page_size)
+            builder: Any = self._client.users
+        else:
+            query = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(select=PAGE_FIELDS, top=page_size)
+            builder = self._client.groups.by_group_id(group_id).transitive_members.graph_user
+        config, inspect = _config(request_id, priority, None if next_link else query)
+        if next_link:
+            builder = builder.with_url(next_link)
+        request = builder.to_get_request_information(config)
+        call = self._client.request_adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})
+        found = await self._call(call, inspect, GROUP_PERMISSION if group_id else READ_PERMISSION)
+        return GraphResult(_user_page(found.value, found.request_id), found.request_id)
+
     async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult:
         config, inspect = _config(client_request_id, priority)
         call = self._client.users.by_user_id(user_id).revoke_sign_in_sessions.post(request_configuration=config)
@@ -130,7 +167,9 @@ class GraphGateway:
         except ClientAuthenticationError as exc:
             # The managed-identity endpoint failed or is slow: not a permission problem.
             raise GraphFailure(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
-        return GraphResult(value, _first(inspect.response_headers.get("request-id")))
+        headers = inspect.response_headers
+        percentage = _first(headers.get("x-ms-throttle-limit-percentage"))
+        return GraphResult(value, _first(headers.get("request-id")), float(percentage) if percentage else None)
 
 
 def _graph_user(raw: bytes | None, request_id: str | None) -> GraphUser:
@@ -144,6 +183,15 @@ def _graph_user(raw: bytes | None, request_id: str | None) -> GraphUser:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise GraphFailure(f"Graph returned an unreadable user: {exc}", request_id=request_id, transient=True) from exc
+
+
+def _user_page(raw: bytes | None, request_id: str | None) -> UserPage:
+    try:
+        data = json.loads(raw or b"")
+        users = [PageUser(str(item["id"]), item.get("userPrincipalName"), item.get("userType")) for item in data["value"]]
+        return UserPage(users, data.get("@odata.nextLink"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise GraphFailure(f"Graph returned an unreadable page: {exc}", request_id=request_id, transient=True) from exc
 
 
 def _config(client_request_id: str, priority: str, query: Any = None) -> tuple[RequestConfiguration[Any], HeadersInspectionHandlerOption]:

@@ -59,6 +59,19 @@ class DirectRequest:
         return str(uuid.uuid5(_DIRECT_NAMESPACE, f"queue-message:{message_id}"))
 
 
+@dataclass(frozen=True)
+class JobPageMessage:
+    """Bulk fan-out: process page `page` (1-based) of a job's users, then queue the next page."""
+
+    job_id: str
+    page: int
+    link: str | None = None  # Graph's nextLink for this page; None for the first page
+
+    def to_text(self) -> str:
+        body = {"version": SCHEMA_VERSION, "jobId": self.job_id, "page": self.page, "link": self.link}
+        return json.dumps({key: value for key, value in body.items() if value is not None}, separators=(",", ":"))
+
+
 def is_task_id(text: object) -> bool:
     return isinstance(text, str) and _TASK_ID.fullmatch(text) is not None
 
@@ -79,7 +92,7 @@ def _json_text(raw: bytes) -> str:
     return decoded
 
 
-def decode_message(raw: bytes) -> TaskMessage | DirectRequest:
+def decode_message(raw: bytes) -> TaskMessage | DirectRequest | JobPageMessage:
     if len(raw) > MAX_MESSAGE_CHARS * 4:
         raise InvalidMessage("message is larger than a queue message can be")
     try:
@@ -90,7 +103,20 @@ def decode_message(raw: bytes) -> TaskMessage | DirectRequest:
         raise InvalidMessage("message is not a JSON object")
     if "taskId" in body:
         return _task_message(body)
+    if "jobId" in body:
+        return _job_page(body)
     return _direct_request(body)
+
+
+def _job_page(body: dict[str, Any]) -> JobPageMessage:
+    job_id, page, link = body.get("jobId"), body.get("page"), body.get("link")
+    if body.get("version") != SCHEMA_VERSION or not {"version", "jobId", "page"} <= set(body) <= {"version", "jobId", "page", "link"}:
+        raise InvalidMessage("a job page message is {version: 1, jobId, page, link?}")
+    if not is_task_id(job_id) or not isinstance(page, int) or isinstance(page, bool) or page < 1:
+        raise InvalidMessage("jobId must be a lowercase GUID and page a positive integer")
+    if link is not None and not isinstance(link, str):
+        raise InvalidMessage("link must be a string")
+    return JobPageMessage(job_id, page, link)
 
 
 def _task_message(body: dict[str, Any]) -> TaskMessage:

@@ -101,6 +101,7 @@ class TaskRecord:
     requested_by: dict[str, str] | None = None
     correlation_id: str | None = None
     alert_id: str | None = None  # the alert or incident that asked for this sign-out
+    job_id: str | None = None  # the bulk job this task belongs to
     callback_url: str | None = None  # Logic Apps HTTP Webhook callback, POSTed once terminal
     callback: dict[str, Any] | None = None  # outcome of that POST: {status, attempts, lastError}
     resolved_id: str | None = None
@@ -134,6 +135,7 @@ class TaskRecord:
             "requestedBy": self.requested_by,
             "correlationId": self.correlation_id,
             "alertId": self.alert_id,
+            "jobId": self.job_id,
             "callback": self.callback,
             "resolvedUser": {"id": self.resolved_id, "userPrincipalName": self.resolved_upn, "userType": self.user_type}
             if self.resolved_id
@@ -170,6 +172,7 @@ class TaskRecord:
             "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
             "CorrelationId": self.correlation_id,
             "AlertId": self.alert_id,
+            "JobId": self.job_id,
             "CallbackUrl": self.callback_url,
             "Callback": json.dumps(self.callback) if self.callback else None,
             "ResolvedId": self.resolved_id,
@@ -200,6 +203,7 @@ class TaskRecord:
             requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
             correlation_id=entity.get("CorrelationId"),
             alert_id=entity.get("AlertId"),
+            job_id=entity.get("JobId"),
             callback_url=entity.get("CallbackUrl"),
             callback=json.loads(entity["Callback"]) if entity.get("Callback") else None,
             resolved_id=entity.get("ResolvedId"),

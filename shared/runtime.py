@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from shared.pacing import WritePacer
 from shared.settings import Settings, get_settings
 from shared.status_store import StatusStore
 from shared.storage import queue_service, read_connection, table_service
@@ -31,6 +32,10 @@ class Runtime:
     @cached_property
     def queue(self) -> WorkQueue:
         return WorkQueue(queue_service(read_connection()))
+
+    @cached_property
+    def pacer(self) -> WritePacer:
+        return WritePacer(ceiling=self.settings.graph_writes_per_second)
 
     @cached_property
     def http(self) -> httpx.AsyncClient:

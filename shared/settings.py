@@ -29,6 +29,10 @@ SETTING_NAMES = (
     "CALLBACK_ALLOWED_HOSTS",
     "REQUIRE_APP_ROLES",
     "RETENTION_DAYS",
+    "BULK_QUEUE_NAME",
+    "ALLOW_ALL_USERS",
+    "GRAPH_WRITES_PER_SECOND",
+    "GRAPH_PAGE_SIZE",
 )
 # Logic Apps' callback hosts (prod-NN.<region>.logic.azure.com and the sovereign clouds).
 DEFAULT_CALLBACK_HOSTS = ("*.logic.azure.com", "*.logic.azure.us", "*.logic.azure.cn")
@@ -51,6 +55,11 @@ class Settings:
     alert_user_dimensions: frozenset[str] | None = None  # None: the parsers' defaults
     callback_allowed_hosts: tuple[str, ...] = DEFAULT_CALLBACK_HOSTS
     retention_days: int = 365
+    bulk_queue: str = "signout-bulk"
+    allow_all_users: bool = False
+    # 97 % of Graph's identity write quota for one app+tenant (3,000 per 150 s); per instance.
+    graph_writes_per_second: float = 19.4
+    graph_page_size: int = 999  # users per enumeration page: Graph's maximum $top
 
     @property
     def poison_queue(self) -> str:
@@ -127,6 +136,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         alert_user_dimensions=frozenset(_list(env.get("ALERT_USER_DIMENSIONS", ""))) or None,
         callback_allowed_hosts=_list(env.get("CALLBACK_ALLOWED_HOSTS", "")) or DEFAULT_CALLBACK_HOSTS,
         retention_days=_int(env, "RETENTION_DAYS", 365, 1, 36500),
+        bulk_queue=env.get("BULK_QUEUE_NAME", "").strip() or "signout-bulk",
+        allow_all_users=env.get("ALLOW_ALL_USERS", "").strip().lower() == "true",
+        graph_writes_per_second=_float(env, "GRAPH_WRITES_PER_SECOND", 19.4, 0.1, 1000.0),
+        graph_page_size=_int(env, "GRAPH_PAGE_SIZE", 999, 1, 999),
     )
 
 

@@ -7,6 +7,7 @@ task on the queue with a visibility delay (Retry-After when Graph sends one).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from contextlib import suppress
@@ -18,14 +19,43 @@ from shared.callbacks import deliver
 from shared.graph import GraphFailure, GraphUser
 from shared.identifiers import UserRef
 from shared.logs import state_change
-from shared.messages import DirectRequest, InvalidMessage, TaskMessage, decode_message
+from shared.jobs import count_task, process_page
+from shared.messages import DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
 from shared.models import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
 from shared.status_store import TaskExists
 
 log = logging.getLogger("signout.worker")
 
-PRIORITY = "high"  # single and alert-driven sign-outs: throttled last by Graph
+MAX_PACING_WAIT_SECONDS = 5.0  # longer waits reschedule the task instead of holding a worker
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Which queue a task travels on and the Graph throttle priority its calls carry."""
+
+    queue: str
+    priority: str  # "high": single and alert-driven (throttled last); "low": bulk
+
+    @property
+    def high(self) -> bool:
+        return self.priority == "high"
+
+
+class Deferred(Exception):
+    """The write pacer has no token for a while: put the task back instead of waiting."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"paced: next write in {seconds:.1f}s")
+        self.seconds = seconds
+
+
+def single_lane(rt: Runtime) -> Lane:
+    return Lane(rt.settings.signout_queue, "high")
+
+
+def bulk_lane(rt: Runtime) -> Lane:
+    return Lane(rt.settings.bulk_queue, "low")
 MAX_RETRY_DELAY_SECONDS = 300.0
 GUEST_WARNING = (
     "Guest (B2B) account: Microsoft Entra ID does not apply revokeSignInSessions to external users' "
@@ -48,7 +78,7 @@ class Outcome:
     graph_request_id: str | None = None
 
 
-async def process_message(rt: Runtime, raw: bytes, message_id: str) -> None:
+async def process_message(rt: Runtime, raw: bytes, message_id: str, lane: Lane | None = None) -> None:
     try:
         message = decode_message(raw)
     except InvalidMessage as exc:
@@ -57,10 +87,13 @@ async def process_message(rt: Runtime, raw: bytes, message_id: str) -> None:
         if exc.task_id:
             await fail_task(rt, exc.task_id, TaskError(ErrorCategory.INVALID_REQUEST, f"invalid queue message: {exc.reason}"))
         return
+    lane = lane or single_lane(rt)
     if isinstance(message, DirectRequest):
         await adopt_direct_request(rt, message, message_id)
+    elif isinstance(message, JobPageMessage):
+        await process_page(rt, message)
     else:
-        await process_task(rt, message)
+        await process_task(rt, message, lane)
 
 
 def _direct_record(request: DirectRequest, message_id: str, status: TaskStatus, error: TaskError | None = None) -> TaskRecord:
@@ -90,13 +123,14 @@ async def adopt_direct_request(rt: Runtime, request: DirectRequest, message_id: 
     await rt.queue.put(rt.settings.signout_queue, TaskMessage(record.id, request.user).to_text())
 
 
-async def process_task(rt: Runtime, message: TaskMessage) -> None:
+async def process_task(rt: Runtime, message: TaskMessage, lane: Lane) -> None:
     record = await rt.store.get(message.task_id)
     if record is None:
         log.warning("dropped message for task %s: no record (its request was not accepted)", message.task_id)
         return
     if record.status.is_terminal:
         log.info("task %s is already %s; redelivered message ignored", record.id, record.status.value)
+        await count_task(rt, record)  # in case the last run stopped between the two
         return
     if record.user.lower() != message.user.key:
         await _move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.INVALID_REQUEST, "queue message names another user than the task"))
@@ -106,25 +140,35 @@ async def process_task(rt: Runtime, message: TaskMessage) -> None:
         return
     record = await _move(rt, record, TaskStatus.IN_PROGRESS, attempts=record.attempts + 1, next_attempt_at=None)
     try:
-        outcome = await revoke(rt, record, message.user)
+        outcome = await revoke(rt, record, message.user, lane)
     except GraphFailure as failure:
-        await _after_failure(rt, record, message, failure)
+        await _after_failure(rt, record, message, failure, lane)
+        return
+    except Deferred as deferred:
+        await _move(rt, record, TaskStatus.QUEUED, attempts=record.attempts - 1, next_attempt_at=utcnow() + timedelta(seconds=deferred.seconds))
+        await rt.queue.put(lane.queue, message.to_text(), deferred.seconds)
         return
     await _move(rt, record, outcome.status, graph_request_id=outcome.graph_request_id, **outcome.changes)
 
 
-async def revoke(rt: Runtime, record: TaskRecord, user: UserRef) -> Outcome:
+async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> Outcome:
     if user.key in rt.settings.protected_users:
         return _protected(user.value)
-    found = await rt.graph.get_user(user.value, record.id, PRIORITY)
-    target: GraphUser = found.value
+    target = await _resolve(rt, record, user, lane)
     resolved = {"resolved_id": target.id, "resolved_upn": target.user_principal_name, "user_type": target.user_type}
     if {target.id.lower(), (target.user_principal_name or "").lower()} & rt.settings.protected_users:
         return _protected(user.value, resolved)
-    # From here on a new request for this user is no longer covered by this task.
-    await rt.store.release_pending(user, record.id)
-    revoked = await rt.graph.revoke_sessions(target.id, record.id, PRIORITY)
-    valid_from, warnings = await _read_back(rt, record, target.id)
+    await _pace(rt, lane)
+    if record.job_id is None:  # from here on a new request for this user is not covered by this task
+        await rt.store.release_pending(user, record.id)
+    try:
+        revoked = await rt.graph.revoke_sessions(target.id, record.id, lane.priority)
+    except GraphFailure as failure:
+        if failure.status == 429:
+            rt.pacer.throttled(failure.retry_after)
+        raise
+    rt.pacer.observed(revoked.limit_percentage)
+    valid_from, warnings = await _read_back(rt, record, target.id, lane)
     guest = (target.user_type or "").lower() == "guest"
     verified = not guest and valid_from is not None and valid_from >= record.created_at.replace(microsecond=0)
     if guest:
@@ -135,10 +179,27 @@ async def revoke(rt: Runtime, record: TaskRecord, user: UserRef) -> Outcome:
     return Outcome(TaskStatus.SUCCEEDED, changes, revoked.request_id)
 
 
-async def _read_back(rt: Runtime, record: TaskRecord, user_id: str) -> tuple[datetime | None, list[str]]:
+async def _resolve(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> GraphUser:
+    """Bulk tasks were resolved by their enumeration page; others are looked up now."""
+    if record.job_id and record.resolved_id:
+        return GraphUser(record.resolved_id, record.resolved_upn, record.user_type, None)
+    return (await rt.graph.get_user(user.value, record.id, lane.priority)).value
+
+
+async def _pace(rt: Runtime, lane: Lane) -> None:
+    """Wait for a write token (bulk only); a long wait reschedules the task instead."""
+    wait = rt.pacer.reserve(lane.high)
+    if wait > MAX_PACING_WAIT_SECONDS:
+        rt.pacer.refund()
+        raise Deferred(wait)
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+
+async def _read_back(rt: Runtime, record: TaskRecord, user_id: str, lane: Lane) -> tuple[datetime | None, list[str]]:
     """The revocation already happened: a failed read-back must not repeat it."""
     try:
-        after = await rt.graph.get_user(user_id, record.id, PRIORITY)
+        after = await rt.graph.get_user(user_id, record.id, lane.priority)
     except GraphFailure as failure:
         return None, [f"could not read signInSessionsValidFromDateTime back: {failure.message}"]
     return after.value.sessions_valid_from, []
@@ -170,7 +231,7 @@ def retry_delay(retry_after: float | None, attempt: int, base_seconds: float) ->
     return max(1.0, random.uniform(backoff / 2, backoff))
 
 
-async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, failure: GraphFailure) -> None:
+async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, failure: GraphFailure, lane: Lane) -> None:
     error = classify(failure)
     if error.category is not ErrorCategory.TRANSIENT:
         await _move(rt, record, TaskStatus.FAILED, error=error)
@@ -181,9 +242,10 @@ async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, 
     delay = retry_delay(failure.retry_after, record.attempts, rt.settings.retry_base_seconds)
     next_at = utcnow() + timedelta(seconds=delay)
     await _move(rt, record, TaskStatus.QUEUED, error=error, next_attempt_at=next_at)
-    await rt.store.claim_pending(message.user, record, None)  # queued again: it covers new requests
+    if record.job_id is None:
+        await rt.store.claim_pending(message.user, record, None)  # queued again: it covers new requests
     # If this put fails the exception makes the host redeliver the original message instead.
-    await rt.queue.put(rt.settings.signout_queue, message.to_text(), delay)
+    await rt.queue.put(lane.queue, message.to_text(), delay)
 
 
 async def _give_up(rt: Runtime, record: TaskRecord, reason: str, last: TaskError | None = None) -> None:
@@ -209,6 +271,9 @@ async def process_poison(rt: Runtime, raw: bytes, message_id: str) -> None:
     except InvalidMessage as exc:
         await _fail_poisoned(rt, exc.task_id, message_id)
         return
+    if isinstance(decoded, JobPageMessage):
+        log.error("job %s: page %d failed repeatedly and was poisoned; enumeration stopped there", decoded.job_id, decoded.page)
+        return
     if isinstance(decoded, DirectRequest):  # it never became a task: record that it failed
         failed = _direct_record(decoded, message_id, TaskStatus.FAILED, TaskError(ErrorCategory.GAVE_UP, POISONED))
         with suppress(TaskExists):
@@ -227,6 +292,7 @@ async def _fail_poisoned(rt: Runtime, task_id: str | None, message_id: str) -> N
 async def _move(rt: Runtime, record: TaskRecord, status: TaskStatus, **changes: Any) -> TaskRecord:
     saved = await rt.store.save(record, record.moved_to(status, **changes))
     state_change(saved)
+    await count_task(rt, saved)
     if saved.status.is_terminal and saved.callback_url:
         saved = await _call_back(rt, saved)
     return saved

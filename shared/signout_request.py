@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.callbacks import MAX_URL_LENGTH, InvalidCallback, check_callback_url
-from shared.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.identifiers import InvalidIdentifier, UserRef, is_object_id, parse_user
 from shared.problems import Problem, field_error
 from shared.settings import DEFAULT_CALLBACK_HOSTS
 
@@ -121,3 +121,43 @@ def parse_signout_request(data: dict[str, Any], callback_hosts: tuple[str, ...] 
     if errors:
         raise Problem(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
     return SignoutRequest(tuple(users.values()), description or "", correlation_id, callback_url)
+
+
+ALL_USERS_CONFIRMATION = "sign out all users"
+BULK_FIELDS = frozenset({"group", "allUsers", "confirm", "description", "correlationId"})
+
+
+def parse_bulk_target(data: dict[str, Any], allow_all_users: bool) -> str | None:
+    """The group id, or None for every user; raises a Problem for a target that is not allowed."""
+    if "group" in data:
+        group = data["group"]
+        if not isinstance(group, str) or not is_object_id(group.strip()):
+            raise Problem(400, "Invalid request", "group must be a group object id", [field_error("/group", "is not a GUID")])
+        return group.strip().lower()
+    if data.get("allUsers") is not True:
+        raise Problem(400, "Invalid request", "allUsers must be true", [field_error("/allUsers", "must be true")])
+    if not allow_all_users:
+        raise Problem(403, "Forbidden", "signing out every user is disabled: set the app setting ALLOW_ALL_USERS=true to allow it")
+    if str(data.get("confirm", "")).strip().lower() != ALL_USERS_CONFIRMATION:
+        raise Problem(400, "Confirmation required", f'add "confirm": "{ALL_USERS_CONFIRMATION}" to sign out every user of the tenant',
+                      [field_error("/confirm", f"must be {ALL_USERS_CONFIRMATION!r}")])  
+    return None
+
+
+@dataclass(frozen=True)
+class BulkRequest:
+    group_id: str | None  # None: every user of the tenant
+    description: str = ""
+    correlation_id: str | None = None
+
+
+def parse_bulk_request(data: dict[str, Any], allow_all_users: bool) -> BulkRequest:
+    """`{"group": "<group object id>"}` or `{"allUsers": true, "confirm": "sign out all users"}`."""
+    errors = [field_error(f"/{name}", "is not a known field for a bulk sign-out") for name in sorted(set(data) - BULK_FIELDS)]
+    if "group" in data and "allUsers" in data:
+        errors.append(field_error("/allUsers", "give either `group` or `allUsers`, not both"))
+    description = _text(data, "description", MAX_DESCRIPTION, errors)
+    correlation_id = _text(data, "correlationId", MAX_CORRELATION_ID, errors)
+    if errors:
+        raise Problem(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
+    return BulkRequest(parse_bulk_target(data, allow_all_users), description or "", correlation_id)

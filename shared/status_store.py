@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -187,6 +188,72 @@ class StatusStore:
             if len(ids) == limit:
                 return LogPage(ids, last)
         return LogPage(ids, None)
+
+    # --- bulk jobs ---------------------------------------------------------------------------
+    async def create_entity(self, entity: dict[str, Any]) -> str:
+        table = await self._client()
+        return _etag(await table.create_entity(entity))
+
+    async def get_row(self, partition: str, row: str) -> tuple[dict[str, Any], str] | None:
+        table = await self._client()
+        try:
+            entity = await table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+        return dict(entity), _etag(entity.metadata)
+
+    async def replace_row(self, entity: dict[str, Any], etag: str) -> str:
+        """ETag-guarded replace; ConcurrentUpdate when someone changed the row meanwhile."""
+        table = await self._client()
+        try:
+            metadata = await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise ConcurrentUpdate(entity["RowKey"]) from exc
+        return _etag(metadata)
+
+    async def create_bulk_task(self, record: TaskRecord, user: UserRef) -> bool:
+        """A bulk task record and its user row (log rows come per page); False if it exists."""
+        table = await self._client()
+        try:
+            await table.create_entity(record.to_entity())
+        except ResourceExistsError:
+            return False
+        await table.upsert_entity(_index_row(user.partition, record))
+        return True
+
+    async def add_log_rows(self, records: list[TaskRecord]) -> None:
+        """Remediation-log rows in transactions of 100 (one partition): a page costs 10 calls."""
+        table = await self._client()
+        for start in range(0, len(records), 100):
+            await table.submit_transaction([("upsert", _index_row(LOG_PARTITION, record)) for record in records[start : start + 100]])
+
+    async def count_once(self, partition: str, marker: str, field_name: str, shards: int) -> None:
+        """Add 1 to `field_name` in a random counter shard unless `marker` was counted already:
+        the marker row and the shard update commit together, so redeliveries never double-count."""
+        table = await self._client()
+        shard = f"count-{random.randrange(shards):02d}"
+        for _ in range(20):
+            current = await self.get_row(partition, shard)
+            counts = current[0] if current else {"PartitionKey": partition, "RowKey": shard}
+            counts[field_name] = int(counts.get(field_name, 0)) + 1
+            update = ("update", counts, {"mode": UpdateMode.REPLACE, "etag": current[1], "match_condition": MatchConditions.IfNotModified}) if current else ("create", counts)
+            try:
+                await table.submit_transaction([("create", {"PartitionKey": partition, "RowKey": marker}), update])
+                return
+            except TableTransactionError:
+                if await self.get_row(partition, marker):
+                    return  # counted before
+        raise ConcurrentUpdate(partition)
+
+    async def sum_counts(self, partition: str) -> dict[str, int]:
+        table = await self._client()
+        totals: dict[str, int] = {}
+        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+        async for entity in table.query_entities(query, parameters={"pk": partition, "low": "count-", "high": "count."}):
+            for name, value in entity.items():
+                if name not in ("PartitionKey", "RowKey") and isinstance(value, int):
+                    totals[name] = totals.get(name, 0) + value
+        return totals
 
     # --- retention -------------------------------------------------------------------------
     async def expired(self, cutoff: datetime, limit: int) -> list[dict[str, Any]]:

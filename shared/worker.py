@@ -7,7 +7,7 @@ import azure.functions as func
 from shared.graph import warm_up
 from shared.retention import apply_retention
 from shared.runtime import runtime
-from shared.signout import process_message, process_poison
+from shared.signout import bulk_lane, process_message, process_poison
 from shared.storage import CONNECTION
 
 bp = func.Blueprint()
@@ -21,6 +21,19 @@ async def signout_worker(msg: func.QueueMessage) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%-poison", connection=CONNECTION)
 async def signout_poison(msg: func.QueueMessage) -> None:
+    await process_poison(runtime(), msg.get_body(), msg.id or "")
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%", connection=CONNECTION)
+async def bulk_worker(msg: func.QueueMessage) -> None:
+    """Bulk jobs: fan-out pages and their per-user tasks, on a queue of their own so that an
+    alert-driven sign-out never waits behind them."""
+    rt = runtime()
+    await process_message(rt, msg.get_body(), msg.id or "", bulk_lane(rt))
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%-poison", connection=CONNECTION)
+async def bulk_poison(msg: func.QueueMessage) -> None:
     await process_poison(runtime(), msg.get_body(), msg.id or "")
 
 

@@ -103,6 +103,7 @@ class LocalStack:
             "IDENTITY_HEADER": self.identity_header,
             "SIGNOUT_QUEUE_NAME": "signout-requests",
             "STATUS_TABLE_NAME": "signouttasks",
+            "BULK_QUEUE_NAME": "signout-bulk",
             "PROTECTED_USERS": "breakglass@contoso.com",
             **(settings or {}),
         }

@@ -1,0 +1,188 @@
+"""Bulk sign-out jobs: a group's transitive members, or every user of the tenant.
+
+Fan-out scales to any tenant: the job's first page message is queued when the job is created;
+each page invocation reads one Graph page (999 users), creates that page's tasks (ids derived
+from job + user, so a redelivered page creates no duplicates), records the page on the job
+(ETag-guarded), then queues the next page. No invocation runs long and memory stays flat; a
+crash resumes at the page that was not recorded. Tasks go to the bulk queue, apart from the
+alert-driven ones, and their Graph calls say `x-ms-throttle-priority: low`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from shared.identifiers import parse_user
+from shared.graph import PageUser
+from shared.messages import JobPageMessage, TaskMessage
+from shared.models import TaskRecord, TaskStatus, iso, utcnow
+from shared.runtime import Runtime
+from shared.status_store import ConcurrentUpdate
+
+log = logging.getLogger("signout.jobs")
+
+JOB_ROW = "job"
+COUNTER_SHARDS = 16
+OUTCOMES = ("succeeded", "failed", "skipped")
+_PARALLEL = 32
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    group_id: str | None  # None: every user of the tenant
+    description: str
+    correlation_id: str | None
+    requested_by: dict[str, str] | None
+    created_at: datetime
+    pages_done: int = 0
+    discovered: int = 0
+    next_link: str | None = None
+    next_page_queued: bool = False
+    enumerated: bool = False
+    finished_at: datetime | None = None
+    etag: str | None = None
+
+    @property
+    def counter_partition(self) -> str:
+        return f"jobcount-{self.id}"
+
+    def to_entity(self) -> dict[str, Any]:
+        entity = {
+            "PartitionKey": self.id, "RowKey": JOB_ROW, "GroupId": self.group_id, "Description": self.description,
+            "CorrelationId": self.correlation_id, "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
+            "CreatedAt": self.created_at, "PagesDone": self.pages_done, "Discovered": self.discovered, "NextLink": self.next_link,
+            "NextPageQueued": self.next_page_queued, "Enumerated": self.enumerated, "FinishedAt": self.finished_at,
+        }  # fmt: skip
+        return {key: value for key, value in entity.items() if value is not None}
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any], etag: str) -> Job:
+        return cls(
+            id=entity["PartitionKey"], group_id=entity.get("GroupId"), description=entity.get("Description", ""),
+            correlation_id=entity.get("CorrelationId"), requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
+            created_at=entity["CreatedAt"], pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
+            next_link=entity.get("NextLink"), next_page_queued=entity.get("NextPageQueued", False),
+            enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), etag=etag,
+        )  # fmt: skip
+
+    def task_id(self, user_id: str) -> str:
+        return str(uuid.uuid5(uuid.UUID(self.id), user_id.lower()))
+
+
+async def create_job(rt: Runtime, group_id: str | None, description: str, correlation_id: str | None,
+                     requested_by: dict[str, str] | None) -> Job:  # fmt: skip
+    job = Job(str(uuid.uuid4()), group_id, description, correlation_id, requested_by, utcnow())
+    job = replace(job, etag=await rt.store.create_entity(job.to_entity()))
+    await rt.queue.put(rt.settings.bulk_queue, JobPageMessage(job.id, 1).to_text())
+    log.info("job %s created: target=%s", job.id, f"group {group_id}" if group_id else "all users")
+    return job
+
+
+async def get_job(rt: Runtime, job_id: str) -> Job | None:
+    found = await rt.store.get_row(job_id, JOB_ROW)
+    return Job.from_entity(*found) if found else None
+
+
+async def process_page(rt: Runtime, message: JobPageMessage) -> None:
+    """Record the page on the job and queue the next page first, then create this page's tasks:
+    enumeration runs ahead of the task messages it produces. A redelivered page fetches its
+    users again from its own link and creates whatever is missing (task ids are per job+user)."""
+    job = await get_job(rt, message.job_id)
+    if job is None:
+        log.error("page %d of unknown job %s dropped", message.page, message.job_id)
+        return
+    if message.page > job.pages_done + 1:
+        log.warning("job %s: page %d is ahead of page %d; dropped", job.id, message.page, job.pages_done + 1)
+        return
+    page = (await rt.graph.list_users(job.group_id, message.link, job.id, rt.settings.graph_page_size)).value
+    if message.page == job.pages_done + 1:
+        job = replace(job, pages_done=message.page, next_link=page.next_link, next_page_queued=False,
+                      enumerated=page.next_link is None, discovered=job.discovered + len(set(page.users)))  # fmt: skip
+        job = replace(job, etag=await rt.store.replace_row(job.to_entity(), job.etag or ""))
+        log.info("job %s: page %d, %d users (%d so far)", job.id, message.page, len(page.users), job.discovered)
+    if message.page == job.pages_done:
+        await _queue_next_page(rt, job)
+    await _create_tasks(rt, job, list(dict.fromkeys(page.users)))
+
+
+async def _queue_next_page(rt: Runtime, job: Job) -> None:
+    if job.enumerated or job.next_page_queued:
+        return
+    await rt.queue.put(rt.settings.bulk_queue, JobPageMessage(job.id, job.pages_done + 1, job.next_link).to_text())
+    with suppress(ConcurrentUpdate):  # a concurrent copy of this page recorded it
+        await rt.store.replace_row(replace(job, next_page_queued=True).to_entity(), job.etag or "")
+
+
+async def _create_tasks(rt: Runtime, job: Job, users: list[PageUser]) -> None:
+    now = utcnow()
+    records = [
+        TaskRecord(id=job.task_id(user.id), user=user.id, status=TaskStatus.QUEUED, created_at=now, updated_at=now,
+                   description=job.description, source="bulk", job_id=job.id, correlation_id=job.correlation_id,
+                   requested_by=job.requested_by, resolved_id=user.id, resolved_upn=user.user_principal_name,
+                   user_type=user.user_type)  # fmt: skip
+        for user in users
+    ]
+    limit = asyncio.Semaphore(_PARALLEL)
+
+    async def one(record: TaskRecord) -> None:
+        async with limit:
+            user = parse_user(record.user)
+            created = await rt.store.create_bulk_task(record, user)
+            if not created:  # a redelivered page: queue again only what never started
+                existing = await rt.store.get(record.id)
+                if existing is None or existing.status is not TaskStatus.QUEUED or existing.attempts:
+                    return
+            await rt.queue.put(rt.settings.bulk_queue, TaskMessage(record.id, user).to_text())
+
+    await asyncio.gather(*(one(record) for record in records))
+    await rt.store.add_log_rows(records)
+
+
+async def count_task(rt: Runtime, record: TaskRecord) -> None:
+    """Count a bulk task's start and its outcome on its job, exactly once each."""
+    if record.job_id is None:
+        return
+    partition = f"jobcount-{record.job_id}"
+    if record.status is TaskStatus.IN_PROGRESS:
+        await rt.store.count_once(partition, f"start-{record.id}", "started", COUNTER_SHARDS)
+    elif record.status.is_terminal:
+        await rt.store.count_once(partition, f"done-{record.id}", record.status.value, COUNTER_SHARDS)
+
+
+async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
+    """The job as the API shows it, and whether it has finished."""
+    counts = await rt.store.sum_counts(job.counter_partition)
+    done = sum(counts.get(outcome, 0) for outcome in OUTCOMES)
+    started = max(counts.get("started", 0), done)
+    finished = job.enumerated and done >= job.discovered
+    if finished and job.finished_at is None:
+        job = replace(job, finished_at=utcnow())
+        with suppress(ConcurrentUpdate):  # a concurrent poll recorded it first
+            await rt.store.replace_row(job.to_entity(), job.etag or "")
+    report = {
+        "id": job.id,
+        "target": {"group": job.group_id} if job.group_id else {"allUsers": True},
+        "state": "finished" if finished else ("running" if job.enumerated else "enumerating"),
+        "description": job.description,
+        "correlationId": job.correlation_id,
+        "requestedBy": job.requested_by,
+        "counts": {
+            "discovered": job.discovered,
+            "queued": job.discovered - started,
+            "inProgress": started - done,
+            **{outcome: counts.get(outcome, 0) for outcome in OUTCOMES},
+        },
+        "pagesEnumerated": job.pages_done,
+        "createdAt": iso(job.created_at),
+        "finishedAt": iso(job.finished_at),
+    }
+    return report, finished
+
