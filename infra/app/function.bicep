@@ -49,14 +49,13 @@ param statusTableName string = 'signouttasks'
 // bulk job in about 8.5 minutes), which is the tenant's ceiling for this app anyway.
 //
 // Flex Consumption applies maximumInstanceCount to each per-function scale group: the HTTP
-// functions together, and each queue-triggered function on its own. Only the
-// signout-requests worker writes to Graph; the signout-bulk expander reads group members
-// (GroupMember.Read.All, read quota) and the HTTP functions read users, so their own
-// instance (also capped at 1) does not add writes. Always-ready instances are not used
-// (they would not count toward the cap); the app scales to zero when idle.
+// functions together, and each queue-triggered function on its own. Bulk writes run in the
+// bulk_worker group, paced to GRAPH_WRITES_PER_SECOND (19.4/s = 97 % of 20/s); alert-driven
+// and single sign-outs run in the signout_worker group and are never held back by the pacer
+// (they are few; when they push the app over the quota, Graph's 429 + Retry-After halves the
+// bulk pace until it recovers). Always-ready instances are not used; the app scales to zero.
 //
-// Raise maximumInstanceCount only together with the app's per-instance pace set to
-// 20/N writes/s, or with a pacer shared across instances.
+// Raise maximumInstanceCount only together with GRAPH_WRITES_PER_SECOND set to 19.4/N.
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 1
@@ -87,9 +86,13 @@ param protectedUsers string = ''
 param retentionDays int = 365
 param allowAllUsers bool = false
 param callbackAllowedHosts string = ''
+@description('Azure Monitor dimension / custom property names that hold a user; empty = the built-in defaults (they are replaced, not extended).')
+param alertUserDimensions string = ''
 param maxAttempts int = 6
 param retryBaseSeconds int = 2
 param graphTimeoutSeconds int = 15
+@description('Bulk Graph writes per second per instance: 97 % of the 3,000 per 150 s app+tenant quota. Divide by maximumInstanceCount.')
+param graphWritesPerSecond string = '19.4'
 
 @description('Enable App Service Authentication (Entra ID) in front of every endpoint except /api/health.')
 param enableAppServiceAuth bool = false
@@ -190,6 +193,18 @@ var appSettings = [
   {
     name: 'RETENTION_DAYS'
     value: string(retentionDays)
+  }
+  {
+    name: 'GRAPH_WRITES_PER_SECOND'
+    value: graphWritesPerSecond
+  }
+  {
+    name: 'GRAPH_PAGE_SIZE'
+    value: '999'
+  }
+  {
+    name: 'ALERT_USER_DIMENSIONS'
+    value: alertUserDimensions
   }
 ]
 
