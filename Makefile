@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install run test unit integration lint-infra audit bench clean
+.PHONY: help install run test unit lint lint-infra audit bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: install ## Run every test (unit, dev host, tools, integration, infra) in p
 
 unit: install ## Unit tests only (no I/O)
 	$(PY) -m pytest tests/unit
+
+lint: install ## Static checks of the Python code (pyflakes rules: unused or undefined names)
+	$(VENV)/bin/ruff check --select F,E9 shared tools tests bench function_app.py
 
 lint-infra: ## Parse every Bicep file and scan infra/ with checkov
 	bash tools/lint_infra.sh

@@ -87,7 +87,7 @@ def main() -> None:
     p50 = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[18]
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, 1 dev host process")
-    print(f"| measure | value |\n|---|---|")
+    print("| measure | value |\n|---|---|")
     print(f"| revocations/s, {args.users} users, Graph latency {args.latency_ms} ms | {rate:.1f} |")
     print(f"| ceiling set by Graph latency at {queue_concurrency()} concurrent tasks x {GRAPH_CALLS_PER_TASK} calls | {ceiling:.1f} |")
     print(f"| share of that ceiling reached | {rate / ceiling:.0%} |")

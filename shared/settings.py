@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
@@ -75,30 +76,25 @@ class Settings:
         return f"{self.graph_endpoint}/.default"
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+def _number(env: dict[str, str], name: str, default: float, minimum: float, maximum: float, kind: type = float) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+        raise SettingsError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from exc
     if not minimum <= value <= maximum:
         raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    return int(_number(env, name, default, minimum, maximum, int))
 
 
 def _float(env: dict[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
-    if not minimum <= value <= maximum:
-        raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
-    return value
+    return float(_number(env, name, default, minimum, maximum, float))
 
 
 def parse_graph_endpoint(raw: str) -> str:

@@ -23,7 +23,6 @@ Control API (JSON; not logged, never throttled or faulted):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import bisect
@@ -33,7 +32,6 @@ import json
 import math
 import os
 import re
-import signal
 import socket
 import struct
 import sys
@@ -49,6 +47,8 @@ from urllib.parse import quote, unquote, urlencode
 
 import jwt
 from aiohttp import web
+
+from tools import loopback
 
 from tools.local_tokens import SIGNING_KEY_ENV, verify_token
 
@@ -1109,30 +1109,8 @@ def build_app(settings: SimSettings | None = None) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, port: int) -> None:
-    """Serve on 127.0.0.1 until SIGINT/SIGTERM, announcing the bound URL (useful with --port 0)."""
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=2)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print(f"graph simulator listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.graph_sim", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0 picks a free one)")
-    args = parser.parse_args(argv)
-    try:
-        settings = SimSettings.from_env()
-    except ValueError as exc:
-        parser.exit(2, f"graph_sim: refusing to start: {exc}\n")
-    asyncio.run(serve(build_app(settings), args.port))
+    loopback.run("graph_sim", __doc__ or "", SimSettings.from_env, build_app, argv, "graph simulator")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,9 @@ Control API (for tests): POST /_identity/config, GET /_identity/stats, POST /_id
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import secrets
-import signal
 import sys
 import uuid
 from collections.abc import Mapping
@@ -24,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tools import loopback
 
 from tools.local_tokens import DEFAULT_CLIENT_ID, DEFAULT_TENANT_ID, SIGNING_KEY_ENV, issue_token
 
@@ -215,30 +215,8 @@ def build_app(settings: IdentitySettings | None = None) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, port: int) -> None:
-    """Serve on 127.0.0.1 until SIGINT/SIGTERM, announcing the bound URL (useful with --port 0)."""
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=2)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print(f"identity endpoint listening on http://127.0.0.1:{runner.addresses[0][1]}{TOKEN_PATH}", flush=True)
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.identity_endpoint", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0 picks a free one)")
-    args = parser.parse_args(argv)
-    try:
-        settings = IdentitySettings.from_env()
-    except ValueError as exc:
-        parser.exit(2, f"identity_endpoint: refusing to start: {exc}\n")
-    asyncio.run(serve(build_app(settings), args.port))
+    loopback.run("identity_endpoint", __doc__ or "", IdentitySettings.from_env, build_app, argv, "identity endpoint", TOKEN_PATH)
 
 
 if __name__ == "__main__":
