@@ -179,7 +179,9 @@ class Wire:
         self.requests.append(request)
         if request.method == "POST":
             return httpx.Response(200, json={"value": True}, headers={"request-id": "r"})
-        return httpx.Response(200, json={"id": "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b", "userType": "Member"}, headers={"request-id": "r"})
+        return httpx.Response(
+            200, json={"id": "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b", "userType": "Member"}, headers={"request-id": "r"}
+        )
 
     def send(self, value: str) -> list[httpx.Request]:
         self.requests.clear()

@@ -74,7 +74,7 @@ def outside_known_bug(raw: bytes) -> bool:
     return not non_json_non_ascii and not re.search(rb"\d{4300}", raw)
 
 
-@fuzz_settings(400)
+@fuzz_settings(300)
 @given(raw=raw_messages)
 @example(raw=b"")
 @example(raw=b"{")
@@ -85,7 +85,9 @@ def outside_known_bug(raw: bytes) -> bool:
 @example(raw=base64.b64encode(nested(50_000).encode()))
 @example(raw=b"{" + b" " * (MAX_MESSAGE_CHARS * 4) + b"}")
 @example(raw=b'{"user": "\\ud800@contoso.com"}')
-@example(raw=b'{"version": 1, "taskId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "adele@contoso.com", "extra": {"a": [1]}}')
+@example(
+    raw=b'{"version": 1, "taskId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "adele@contoso.com", "extra": {"a": [1]}}'
+)
 @example(raw=b'{"user": "adele@contoso.com", "description": "a\\r\\n2026-01-01 INFO forged"}')
 def test_any_bytes_are_a_message_or_invalid_message(raw: bytes) -> None:
     assume(outside_known_bug(raw))
