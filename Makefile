@@ -34,6 +34,9 @@ unit: install ## Unit tests only (no I/O)
 lint: install ## Static checks of the Python code (pyflakes rules: unused or undefined names)
 	$(VENV)/bin/ruff check --select F,E9 shared tools tests bench function_app.py
 
+audit: ## pip-audit of the runtime requirements (exit 1: known vulnerability, 2: could not reach the service)
+	bash tools/audit.sh
+
 lint-infra: ## Parse every Bicep file and scan infra/ with checkov
 	bash tools/lint_infra.sh
 

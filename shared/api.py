@@ -11,7 +11,7 @@ from shared import status_api
 from shared.health import check_health
 from shared.http import absolute_url, endpoint, json_response
 from shared.alerts import parse_alert
-from shared.intake import accept, accept_alert
+from shared.intake import accept, accept_alert, idempotent
 from shared.jobs import create_job, get_job, job_report
 from shared.messages import is_task_id
 from shared.models import TaskRecord
@@ -40,10 +40,10 @@ async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
     requested_by = authorize(req, CREATE_ROLE)
     require_json(req.headers.get("content-type"))
     data = load_json_object(req.get_body())
-    if "group" in data or "allUsers" in data:
-        return await _create_job(req, data, requested_by)
-    request = parse_signout_request(data, get_settings().callback_allowed_hosts)
     key = _idempotency_key(req)
+    if "group" in data or "allUsers" in data:
+        return await _create_job(req, data, key, requested_by)
+    request = parse_signout_request(data, get_settings().callback_allowed_hosts)
     accepted = await accept(runtime(), request, key, requested_by)
     tasks = [{**_summary(task), "statusUrl": status_url(req, task)} for task in accepted.tasks]
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else {}
@@ -76,12 +76,21 @@ async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(body)
 
 
-async def _create_job(req: func.HttpRequest, data: dict[str, object], requested_by: dict[str, str] | None) -> func.HttpResponse:
+async def _create_job(req: func.HttpRequest, data: dict[str, object], key: str | None, requested_by: dict[str, str] | None) -> func.HttpResponse:
     request = parse_bulk_request(data, get_settings().allow_all_users)
-    job = await create_job(runtime(), request.group_id, request.description, request.correlation_id, requested_by)
-    url = job_url(req, job.id)
-    body = {"job": {"id": job.id, "state": "enumerating", "statusUrl": url}}
-    return json_response(body, 202, {"Location": url, "Retry-After": JOB_POLL_SECONDS})
+    rt = runtime()
+
+    async def run() -> tuple[list[str], bool]:
+        job = await create_job(rt, request.group_id, request.description, request.correlation_id, requested_by)
+        return [job.id], True
+
+    if key is None:
+        [job_id], created = await run()
+    else:  # a retried bulk request must not sign the whole group out twice
+        [job_id], created = await idempotent(rt, key, request.fingerprint(), run)
+    url = job_url(req, job_id)
+    headers = {"Location": url, "Retry-After": JOB_POLL_SECONDS, **({} if created else {"Idempotent-Replayed": "true"})}
+    return json_response({"job": {"id": job_id, "statusUrl": url}}, 202, headers)
 
 
 def job_url(req: func.HttpRequest, job_id: str) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from shared.alerts import AlertUsers
 from shared.identifiers import UserRef
@@ -26,6 +28,7 @@ from shared.logs import state_change
 from shared.status_store import Pending
 
 log = logging.getLogger("signout.intake")
+T = TypeVar("T")
 
 ACCEPT_WINDOW = timedelta(seconds=60)  # a message hidden this long has its record decided
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -65,25 +68,37 @@ async def accept_alert(rt: Runtime, alert: AlertUsers, requested_by: dict[str, s
 async def _accept_once(
     rt: Runtime, request: SignoutRequest, key: str, requested_by: dict[str, str] | None, fingerprint: str | None = None
 ) -> Accepted:
-    fingerprint = fingerprint or request.fingerprint()
+    async def run() -> tuple[list[str], list[TaskRecord]]:
+        tasks = await _accept_all(rt, request, requested_by)
+        return [task.id for task in tasks], tasks
+
+    ids, tasks = await idempotent(rt, key, fingerprint or request.fingerprint(), run)
+    if tasks is None:
+        return Accepted(await rt.store.get_many(ids), replayed=True)
+    return Accepted(tasks)
+
+
+async def idempotent(rt: Runtime, key: str, fingerprint: str, run: Callable[[], Awaitable[tuple[list[str], T]]]) -> tuple[list[str], T | None]:
+    """Run `run` once per key within 24 hours. Returns the ids it produced, and its result when it
+    ran now (None when this is a replay of an earlier request with the same key and body)."""
     entry = await rt.store.idempotency(key)
     if entry and utcnow() - entry.created_at < IDEMPOTENCY_TTL:
         if entry.body_hash != fingerprint:
             raise Problem(422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request body in the last 24 hours")
         if entry.completed:
-            return Accepted(await rt.store.get_many(list(entry.task_ids)), replayed=True)
+            return list(entry.task_ids), None
         if utcnow() - entry.created_at < ACCEPT_WINDOW:
             raise Problem(409, "Request in progress", "a request with this Idempotency-Key is still being accepted", headers={"Retry-After": "1"})
     claim = await rt.store.claim_idempotency(key, fingerprint, entry)
     if claim is None:
         raise Problem(409, "Request in progress", "a request with this Idempotency-Key is being accepted", headers={"Retry-After": "1"})
     try:
-        tasks = await _accept_all(rt, request, requested_by)
+        ids, result = await run()
     except BaseException:
         await _quietly(rt.store.release_idempotency(key, claim), "release idempotency key")
         raise
-    await rt.store.complete_idempotency(key, claim, [task.id for task in tasks])
-    return Accepted(tasks)
+    await rt.store.complete_idempotency(key, claim, ids)
+    return ids, result
 
 
 async def _accept_all(rt: Runtime, request: SignoutRequest, requested_by: dict[str, str] | None) -> list[TaskRecord]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.identifiers import parse_user
-from shared.graph import PageUser
+from shared.graph import GraphFailure, PageUser
 from shared.messages import JobPageMessage, TaskMessage
 from shared.models import TaskRecord, TaskStatus, iso, utcnow
 from shared.runtime import Runtime
@@ -48,6 +48,7 @@ class Job:
     next_page_queued: bool = False
     enumerated: bool = False
     finished_at: datetime | None = None
+    error: str | None = None  # enumeration stopped for good (unknown group, missing permission)
     etag: str | None = None
 
     @property
@@ -60,6 +61,7 @@ class Job:
             "CorrelationId": self.correlation_id, "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
             "CreatedAt": self.created_at, "PagesDone": self.pages_done, "Discovered": self.discovered, "NextLink": self.next_link,
             "NextPageQueued": self.next_page_queued, "Enumerated": self.enumerated, "FinishedAt": self.finished_at,
+            "Error": self.error,
         }  # fmt: skip
         return {key: value for key, value in entity.items() if value is not None}
 
@@ -70,7 +72,7 @@ class Job:
             correlation_id=entity.get("CorrelationId"), requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
             created_at=entity["CreatedAt"], pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
             next_link=entity.get("NextLink"), next_page_queued=entity.get("NextPageQueued", False),
-            enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), etag=etag,
+            enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), error=entity.get("Error"), etag=etag,
         )  # fmt: skip
 
     def task_id(self, user_id: str) -> str:
@@ -102,7 +104,13 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     if message.page > job.pages_done + 1:
         log.warning("job %s: page %d is ahead of page %d; dropped", job.id, message.page, job.pages_done + 1)
         return
-    page = (await rt.graph.list_users(job.group_id, message.link, job.id, rt.settings.graph_page_size)).value
+    try:
+        page = (await rt.graph.list_users(job.group_id, message.link, job.id, rt.settings.graph_page_size)).value
+    except GraphFailure as failure:
+        if failure.transient:
+            raise  # the queue retries the page
+        await _fail_job(rt, job, failure)
+        return
     if message.page == job.pages_done + 1:
         job = replace(job, pages_done=message.page, next_link=page.next_link, next_page_queued=False,
                       enumerated=page.next_link is None, discovered=job.discovered + len(set(page.users)))  # fmt: skip
@@ -111,6 +119,14 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     if message.page == job.pages_done:
         await _queue_next_page(rt, job)
     await _create_tasks(rt, job, list(dict.fromkeys(page.users)))
+
+
+async def _fail_job(rt: Runtime, job: Job, failure: GraphFailure) -> None:
+    hint = f" (the managed identity needs {failure.permission})" if failure.status == 403 and failure.permission else ""
+    error = f"enumeration stopped at page {job.pages_done + 1}: Graph answered {failure.status} {failure.code}: {failure.message}{hint}"
+    log.error("job %s: %s", job.id, error)
+    with suppress(ConcurrentUpdate):
+        await rt.store.replace_row(replace(job, error=error, finished_at=utcnow()).to_entity(), job.etag or "")
 
 
 async def _queue_next_page(rt: Runtime, job: Job) -> None:
@@ -162,7 +178,7 @@ async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
     counts = await rt.store.sum_counts(job.counter_partition)
     done = sum(counts.get(outcome, 0) for outcome in OUTCOMES)
     started = max(counts.get("started", 0), done)
-    finished = job.enumerated and done >= job.discovered
+    finished = bool(job.error) or (job.enumerated and done >= job.discovered)
     if finished and job.finished_at is None:
         job = replace(job, finished_at=utcnow())
         with suppress(ConcurrentUpdate):  # a concurrent poll recorded it first
@@ -170,7 +186,8 @@ async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
     report = {
         "id": job.id,
         "target": {"group": job.group_id} if job.group_id else {"allUsers": True},
-        "state": "finished" if finished else ("running" if job.enumerated else "enumerating"),
+        "state": "failed" if job.error else "finished" if finished else ("running" if job.enumerated else "enumerating"),
+        "error": job.error,
         "description": job.description,
         "correlationId": job.correlation_id,
         "requestedBy": job.requested_by,

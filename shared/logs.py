@@ -20,6 +20,7 @@ def state_change(record: TaskRecord, note: str = "", graph_request_id: str | Non
         "errorCategory": record.error.category.value if record.error else None,
     }
     present = {key: value for key, value in fields.items() if value is not None}
-    text = " ".join(f"{key}={value}" for key, value in present.items())
+    # repr() for anything unprintable: no value can start a forged log line.
+    text = " ".join(f"{key}={value if str(value).isprintable() else repr(value)}" for key, value in present.items())
     level = logging.WARNING if record.status.value == "failed" else logging.INFO
     log.log(level, "task %s%s", text, f" ({note})" if note else "", extra={"custom_dimensions": present})

@@ -85,7 +85,7 @@ def _json_text(raw: bytes) -> str:
         return text
     try:  # a base64-encoded message
         decoded = base64.b64decode(text, validate=True).decode("utf-8").strip()
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text is not base64 either
         raise InvalidMessage("message is neither JSON nor base64-encoded JSON") from exc
     if not decoded.startswith("{"):
         raise InvalidMessage("message is not a JSON object")
@@ -97,8 +97,8 @@ def decode_message(raw: bytes) -> TaskMessage | DirectRequest | JobPageMessage:
         raise InvalidMessage("message is larger than a queue message can be")
     try:
         body: Any = json.loads(_json_text(raw))
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidMessage(f"message is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # ValueError also: integers over 4,300 digits
+        raise InvalidMessage(f"message is not valid JSON: {str(exc)[:200]}") from exc
     if not isinstance(body, dict):
         raise InvalidMessage("message is not a JSON object")
     if "taskId" in body:
@@ -110,7 +110,7 @@ def decode_message(raw: bytes) -> TaskMessage | DirectRequest | JobPageMessage:
 
 def _job_page(body: dict[str, Any]) -> JobPageMessage:
     job_id, page, link = body.get("jobId"), body.get("page"), body.get("link")
-    if body.get("version") != SCHEMA_VERSION or not {"version", "jobId", "page"} <= set(body) <= {"version", "jobId", "page", "link"}:
+    if not _is_version(body.get("version")) or not {"version", "jobId", "page"} <= set(body) <= {"version", "jobId", "page", "link"}:
         raise InvalidMessage("a job page message is {version: 1, jobId, page, link?}")
     if not is_task_id(job_id) or not isinstance(page, int) or isinstance(page, bool) or page < 1:
         raise InvalidMessage("jobId must be a lowercase GUID and page a positive integer")
@@ -122,7 +122,7 @@ def _job_page(body: dict[str, Any]) -> JobPageMessage:
 def _task_message(body: dict[str, Any]) -> TaskMessage:
     task_id = body.get("taskId")
     named = task_id if is_task_id(task_id) else None
-    if body.get("version") != SCHEMA_VERSION:
+    if not _is_version(body.get("version")):
         raise InvalidMessage(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})", named)
     if not named:
         raise InvalidMessage("taskId must be a lowercase GUID")
@@ -133,13 +133,17 @@ def _direct_request(body: dict[str, Any]) -> DirectRequest:
     unknown = sorted(set(body) - DIRECT_FIELDS)
     if unknown:
         raise InvalidMessage(f"unknown field(s) {', '.join(unknown)}; a direct request has user, description, correlationId")
-    if body.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
+    if not _is_version(body.get("version", SCHEMA_VERSION)):
         raise InvalidMessage(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})")
     return DirectRequest(
         _user(body, None),
         _text(body, "description", MAX_DESCRIPTION) or "",
         _text(body, "correlationId", MAX_CORRELATION_ID),
     )
+
+
+def _is_version(value: object) -> bool:
+    return type(value) is int and value == SCHEMA_VERSION  # not True, not 1.0
 
 
 def _user(body: dict[str, Any], task_id: str | None) -> UserRef:
@@ -155,4 +159,6 @@ def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise InvalidMessage(f"{name} must be a string of at most {limit} characters")
+    if name == "correlationId" and not value.isprintable():  # it is logged
+        raise InvalidMessage("correlationId must not contain control characters")
     return value

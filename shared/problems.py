@@ -32,3 +32,8 @@ class Problem(Exception):
 def field_error(pointer: str, detail: str) -> dict[str, Any]:
     """One offending field or entry, located by a JSON Pointer into the request body."""
     return {"pointer": pointer, "detail": detail}
+
+
+def pointer_to(name: str) -> str:
+    """The JSON Pointer (RFC 6901) of a top-level member: `~` and `/` in names are escaped."""
+    return "/" + name.replace("~", "~0").replace("/", "~1")

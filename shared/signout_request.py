@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.callbacks import MAX_URL_LENGTH, InvalidCallback, check_callback_url
 from shared.identifiers import InvalidIdentifier, UserRef, is_object_id, parse_user
-from shared.problems import Problem, field_error
+from shared.problems import Problem, field_error, pointer_to
 from shared.settings import DEFAULT_CALLBACK_HOSTS
 
 MAX_BODY_BYTES = 512 * 1024  # 1,000 users of 256 characters each, and room to spare
@@ -50,14 +50,14 @@ def load_json_object(body: bytes, limit: int = MAX_BODY_BYTES) -> dict[str, Any]
         raise Problem(413, "Request body too large", f"the body is {len(body)} bytes; the limit is {limit}")
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise Problem(400, "Malformed JSON", f"the body is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, integers over 4,300 digits
+        raise Problem(400, "Malformed JSON", f"the body is not valid JSON: {str(exc)[:200]}") from exc
     if not isinstance(data, dict):
         raise Problem(400, "Invalid request", "the body must be a JSON object")
     return data
 
 
-def _text(data: dict[str, Any], name: str, limit: int, errors: list[dict[str, Any]]) -> str | None:
+def _text(data: dict[str, Any], name: str, limit: int, errors: list[dict[str, Any]], multiline: bool = False) -> str | None:
     value = data.get(name)
     if value is None:
         return None
@@ -67,7 +67,8 @@ def _text(data: dict[str, Any], name: str, limit: int, errors: list[dict[str, An
     if len(value) > limit:
         errors.append(field_error(f"/{name}", f"must be at most {limit} characters (got {len(value)})"))
         return None
-    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+    allowed = "\t\n\r" if multiline else ""
+    if any((ord(ch) < 32 or ord(ch) == 127) and ch not in allowed for ch in value):
         errors.append(field_error(f"/{name}", "must not contain control characters"))
         return None
     return value
@@ -103,7 +104,7 @@ def _callback(data: dict[str, Any], allowed_hosts: tuple[str, ...], errors: list
 
 
 def parse_signout_request(data: dict[str, Any], callback_hosts: tuple[str, ...] = DEFAULT_CALLBACK_HOSTS) -> SignoutRequest:
-    errors = [field_error(f"/{name}", "is not a known field") for name in sorted(set(data) - KNOWN_FIELDS)]
+    errors = [field_error(pointer_to(name), "is not a known field") for name in sorted(set(data) - KNOWN_FIELDS)]
     raw_users, pointer = _user_list(data, errors)
     if len(raw_users) > MAX_USERS:
         raise Problem(413, "Too many users", f"{len(raw_users)} users in one request; the limit is {MAX_USERS}")
@@ -115,7 +116,7 @@ def parse_signout_request(data: dict[str, Any], callback_hosts: tuple[str, ...] 
             errors.append(field_error(pointer if pointer == "/user" else f"{pointer}/{index}", str(exc)))
             continue
         users.setdefault(user.key, user)
-    description = _text(data, "description", MAX_DESCRIPTION, errors)
+    description = _text(data, "description", MAX_DESCRIPTION, errors, multiline=True)
     correlation_id = _text(data, "correlationId", MAX_CORRELATION_ID, errors)
     callback_url = _callback(data, callback_hosts, errors)
     if errors:
@@ -150,13 +151,17 @@ class BulkRequest:
     description: str = ""
     correlation_id: str | None = None
 
+    def fingerprint(self) -> str:
+        canonical = {"group": self.group_id, "allUsers": self.group_id is None, "description": self.description, "correlationId": self.correlation_id}
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
 
 def parse_bulk_request(data: dict[str, Any], allow_all_users: bool) -> BulkRequest:
     """`{"group": "<group object id>"}` or `{"allUsers": true, "confirm": "sign out all users"}`."""
-    errors = [field_error(f"/{name}", "is not a known field for a bulk sign-out") for name in sorted(set(data) - BULK_FIELDS)]
+    errors = [field_error(pointer_to(name), "is not a known field for a bulk sign-out") for name in sorted(set(data) - BULK_FIELDS)]
     if "group" in data and "allUsers" in data:
         errors.append(field_error("/allUsers", "give either `group` or `allUsers`, not both"))
-    description = _text(data, "description", MAX_DESCRIPTION, errors)
+    description = _text(data, "description", MAX_DESCRIPTION, errors, multiline=True)
     correlation_id = _text(data, "correlationId", MAX_CORRELATION_ID, errors)
     if errors:
         raise Problem(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)

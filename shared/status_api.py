@@ -6,12 +6,12 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from shared.identifiers import InvalidIdentifier, UserRef, parse_user
 from shared.messages import is_task_id
 from shared.models import TaskRecord, TaskStatus, iso, parse_iso
-from shared.problems import Problem, field_error
+from shared.problems import Problem, field_error, pointer_to
 from shared.runtime import Runtime
 
 DEFAULT_TOP = 50
@@ -57,11 +57,11 @@ async def get_task(rt: Runtime, task_id: str) -> TaskRecord:
 
 
 def parse_log_query(params: dict[str, str]) -> LogQuery:
-    errors = [field_error(f"/{name}", "is not a known query parameter") for name in sorted(set(params) - KNOWN_PARAMS)]
+    errors = [field_error(pointer_to(name), "is not a known query parameter") for name in sorted(set(params) - KNOWN_PARAMS)]
     user = _parse(params, "user", parse_user, (InvalidIdentifier,), errors)
     status = _parse(params, "status", TaskStatus, (ValueError,), errors, f"must be one of {', '.join(s.value for s in TaskStatus)}")
-    since = _parse(params, "since", _moment, (ValueError,), errors, "must be an ISO 8601 date-time")
-    until = _parse(params, "until", _moment, (ValueError,), errors, "must be an ISO 8601 date-time")
+    since = _parse(params, "since", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285")
+    until = _parse(params, "until", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285")
     top = _parse(params, "top", int, (ValueError,), errors, f"must be an integer from 1 to {MAX_TOP}")
     if top is not None and not 1 <= top <= MAX_TOP:
         errors.append(field_error("/top", f"must be an integer from 1 to {MAX_TOP}"))
@@ -96,9 +96,13 @@ def _parse(params, name, convert, errors_to_catch, errors, message=None):  # typ
         return None
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2286, 1, 1, tzinfo=timezone.utc)  # the log's time keys hold 13 digits of milliseconds
+
+
 def _moment(text: str) -> datetime:
     moment = parse_iso(text)
-    if moment is None:
+    if moment is None or not EARLIEST <= moment < LATEST:
         raise ValueError(text)
     return moment
 

@@ -142,3 +142,22 @@ def test_single_sign_out_is_not_delayed_by_a_running_bulk_job(bulk_api: httpx.Cl
     finally:
         bulk_sim.http.post("/_sim/config", json={"latency_ms": 0})
     wait_for_job(bulk_api, job_url, timeout=120)
+
+
+def test_job_for_an_unknown_group_fails_with_the_reason(bulk_api: httpx.Client) -> None:
+    response = bulk_api.post("/api/signouts", json={"group": str(uuid.uuid4())})
+    job = wait_for_job(bulk_api, response.headers["Location"], timeout=30)
+    assert job["state"] == "failed"
+    assert "404" in job["error"] and job["counts"]["discovered"] == 0
+
+
+def test_idempotency_key_makes_a_retried_bulk_request_one_job(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
+    group, members = group_of(bulk_sim, 3)
+    key = {"Idempotency-Key": f"bulk-{uuid.uuid4()}"}
+    first = bulk_api.post("/api/signouts", json={"group": group}, headers=key)
+    second = bulk_api.post("/api/signouts", json={"group": group}, headers=key)
+    assert first.json()["job"]["id"] == second.json()["job"]["id"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    wait_for_job(bulk_api, first.headers["Location"])
+    assert [bulk_sim.user(m["id"])["revokeCount"] for m in members] == [1, 1, 1]
+    assert bulk_api.post("/api/signouts", json={"group": group, "description": "other"}, headers=key).status_code == 422
