@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import uuid
 from typing import Any
 
-from hypothesis import assume, example, given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from shared import messages
@@ -36,7 +35,7 @@ fields = st.fixed_dictionaries(
         "page": st.integers(-2, 5) | json_values,
         "user": identifier_text | json_values,
         "description": st.text(max_size=30) | st.sampled_from(["x" * 1025, "a\r\nb", "\x1b[2J"]) | json_values,
-        "correlationId": st.text(max_size=30) | st.sampled_from(["x" * 129]) | json_values,
+        "correlationId": st.text(max_size=30) | st.sampled_from(["x" * 129, "a\r\nb", "a\tb", "a\x85b", "a\u2028b"]) | json_values,
     },
 )
 objects = fields | st.dictionaries(st.text(max_size=10), json_values, max_size=5)
@@ -52,26 +51,12 @@ def base64_text(value: Any) -> bytes:
 
 raw_messages = st.one_of(
     st.binary(max_size=300),
+    st.text(max_size=60).map(str.encode),  # plain text, often non-ASCII
     st.builds(lambda value, wrap: wrap(value), objects, st.sampled_from([plain, base64_text])),
     json_values.map(plain),
     json_values.map(base64_text),
     st.builds(lambda value, pad: pad + encoded(value) + pad, objects, st.sampled_from([b" ", b"\n", b"\xef\xbb\xbf", b"\t\r\n"])),
 )
-
-
-def outside_known_bug(raw: bytes) -> bool:
-    """KNOWN BUG, reported with these tests (docs/security.md, "Known defects"): decode_message lets a
-    ValueError escape, instead of raising InvalidMessage, for (a) UTF-8 text that does not start with
-    '{' and holds a non-ASCII character (base64.b64decode refuses non-ASCII str) and (b) JSON with an
-    integer of more than 4,300 digits (CPython's int max_str_digits). Such a message is retried and
-    poisoned instead of being dropped once. Those inputs are left out here only until
-    shared/messages.py catches ValueError; then delete this function and its assume()."""
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return True
-    non_json_non_ascii = not text.startswith("{") and not text.isascii()
-    return not non_json_non_ascii and not re.search(rb"\d{4300}", raw)
 
 
 @fuzz_settings(300)
@@ -89,8 +74,13 @@ def outside_known_bug(raw: bytes) -> bool:
     raw=b'{"version": 1, "taskId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "adele@contoso.com", "extra": {"a": [1]}}'
 )
 @example(raw=b'{"user": "adele@contoso.com", "description": "a\\r\\n2026-01-01 INFO forged"}')
+@example(raw=b'{"user": "adele@contoso.com", "correlationId": "a\\r\\n2026-01-01 INFO forged"}')  # defect 2
+@example(raw="Zo\u00eb@contoso.com".encode())  # defect 3: non-ASCII text that is not JSON
+@example(raw=b'{"user": "adele@contoso.com", "x": ' + b"1" * 5000 + b"}")  # defect 3: over 4,300 digits
+@example(raw=base64.b64encode(b'{"version": ' + b"9" * 5000 + b"}"))
+@example(raw=b'{"version": true, "user": "adele@contoso.com"}')  # defect 8
+@example(raw=b'{"version": 1.0, "taskId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "adele@contoso.com"}')
 def test_any_bytes_are_a_message_or_invalid_message(raw: bytes) -> None:
-    assume(outside_known_bug(raw))
     try:
         message = decode_message(raw)
     except InvalidMessage as invalid:
@@ -106,10 +96,34 @@ def test_any_bytes_are_a_message_or_invalid_message(raw: bytes) -> None:
         assert parse_user(message.user.value) == message.user
         assert isinstance(message.description, str) and len(message.description) <= messages.MAX_DESCRIPTION
         assert message.correlation_id is None or len(message.correlation_id) <= messages.MAX_CORRELATION_ID
+        assert message.correlation_id is None or message.correlation_id.isprintable()  # it is logged
         assert is_task_id(DirectRequest.task_id("any-message-id"))
     else:  # a bulk job page
         assert is_task_id(message.job_id) and isinstance(message.page, int) and message.page >= 1
         assert decode_message(message.to_text().encode()) == message
+
+
+@fuzz_settings(150)
+@given(
+    version=versions,
+    fields=st.sampled_from([
+        {"user": "adele@contoso.com"},
+        {"taskId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "adele@contoso.com"},
+        {"jobId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "page": 2},
+    ]),
+    wrap=st.sampled_from([plain, base64_text]),
+)
+@example(version=True, fields={"user": "adele@contoso.com"}, wrap=plain)
+@example(version=1.0, fields={"jobId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "page": 2}, wrap=plain)
+def test_only_the_integer_1_is_version_1(version: Any, fields: dict[str, Any], wrap: Any) -> None:
+    """`version` is the integer 1: not true (Python's True == 1), not 1.0, not "1". (Stricter than the
+    published schema: a JSON Schema validator matches `const: 1` with 1.0 too.)"""
+    try:
+        decode_message(wrap({"version": version, **fields}))
+    except InvalidMessage:
+        assert not (type(version) is int and version == 1)
+    else:
+        assert type(version) is int and version == 1
 
 
 @fuzz_settings(150)

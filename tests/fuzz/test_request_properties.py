@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -30,6 +31,7 @@ from shared.signout_request import (
     require_json,
 )
 from shared.status_api import KNOWN_PARAMS, MAX_TOP, LogQuery, parse_log_query
+from shared.status_store import time_key
 from tests.fuzz.strategies import encoded, fuzz_settings, identifier_text, json_values, nested
 
 HOSTS = ("*.logic.azure.com", "127.0.0.1:8443")
@@ -47,7 +49,7 @@ urls = st.one_of(
     st.text(max_size=60).map(lambda text: "https://" + text),
 )  # fmt: skip
 texts = st.text(max_size=40) | st.sampled_from(["x" * MAX_DESCRIPTION, "x" * (MAX_DESCRIPTION + 1), "x" * MAX_CORRELATION_ID,
-                                                "x" * (MAX_CORRELATION_ID + 1), "a\r\nb", "a\x00b", "a\x1b[31mb", "\ud800"])  # fmt: skip
+                                                "x" * (MAX_CORRELATION_ID + 1), "a\r\nb", "a\tb", "a\rb", "a\x00b", "a\x1b[31mb", "a\x7fb", "\ud800"])  # fmt: skip
 users_lists = st.lists(identifier_text, max_size=6) | st.lists(identifier_text | json_values, max_size=4)
 signout_fields = st.fixed_dictionaries(
     {},
@@ -90,8 +92,9 @@ def assert_well_formed_request(request: SignoutRequest) -> None:
     assert len({user.key for user in request.users}) == len(request.users)  # duplicates folded into one task
     assert isinstance(request.description, str) and len(request.description) <= MAX_DESCRIPTION
     assert request.correlation_id is None or len(request.correlation_id) <= MAX_CORRELATION_ID
-    for text in (request.description, request.correlation_id or ""):
-        assert not any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text)
+    # No C0 control or DEL in either; TAB, CR and LF only in the (multi-line) description.
+    assert not any((ord(ch) < 32 or ord(ch) == 127) and ch not in "\t\n\r" for ch in request.description)
+    assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in request.correlation_id or "")
     if request.callback_url is not None:
         assert check_callback_url(request.callback_url, HOSTS) == request.callback_url
         assert request.callback_url.startswith("https://")
@@ -112,6 +115,9 @@ def assert_well_formed_request(request: SignoutRequest) -> None:
 @example(content_type="application/json", body=encoded({"users": [f"u{i}@contoso.com" for i in range(MAX_USERS + 1)]}))
 @example(content_type="application/json", body=encoded({"users": ["a@contoso.com"] * MAX_USERS + ["A@contoso.com"]}))
 @example(content_type="text/plain", body=b'{"users": ["adele.vance@contoso.com"]}')
+@example(content_type="application/json", body=b'{"users": ' + b"1" * 5000 + b"}")  # over 4,300 digits: 400, not a crash
+@example(content_type="application/json", body=b'{"users": ["a@contoso.com"], "x": -' + b"9" * 4301 + b"}")
+@example(content_type="application/json", body=b'{"users": ["a@contoso.com"], "correlationId": "INC-1\\r\\nforged"}')
 def test_any_body_is_a_request_or_a_4xx_problem(content_type: str | None, body: bytes) -> None:
     outcome = signout(content_type, body)
     if isinstance(outcome, Problem):
@@ -124,8 +130,9 @@ def test_any_body_is_a_request_or_a_4xx_problem(content_type: str | None, body: 
 
 
 def resolves(data: dict[str, Any], pointer: str) -> bool:
+    """Whether the RFC 6901 JSON Pointer names a part of `data` (`~1` is '/', `~0` is '~')."""
     node: Any = data
-    for token in pointer.split("/")[1:]:
+    for token in (token.replace("~1", "/").replace("~0", "~") for token in pointer.split("/")[1:]):
         if isinstance(node, dict) and token in node:
             node = node[token]
         elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
@@ -135,14 +142,14 @@ def resolves(data: dict[str, Any], pointer: str) -> bool:
     return True
 
 
-# Member names here never hold '/' or '~': the parser does not escape them in pointers as RFC 6901
-# requires ("a/b" is reported as "/a/b", not "/a~1b"; see docs/security.md, residual risks).
-plain_names = st.text(alphabet=st.characters(blacklist_characters="/~", blacklist_categories=("Cs",)), max_size=10)
+# Member names with '/' and '~' are pointed at as RFC 6901 requires ("a/b" is "/a~1b", "~" is "/~0").
+member_names = st.text(max_size=10) | st.sampled_from(["a/b", "~", "~1", "~0", "/", "", "a~1b/c", "users/0"])
 
 
 @fuzz_settings(200)
-@given(data=signout_fields | st.dictionaries(plain_names, json_values, max_size=5))
+@given(data=signout_fields | st.dictionaries(member_names, json_values, max_size=5))
 @example(data={"user": "a@contoso.com", "users": ["b@contoso.com"]})
+@example(data={"user": "a@contoso.com", "a/b": 1, "~1": 2, "users/0": 3})
 @example(data={"users": ["ok@contoso.com", "../me", 3]})
 def test_every_error_pointer_names_the_offending_part_of_the_body(data: dict[str, Any]) -> None:
     try:
@@ -182,16 +189,21 @@ param_values = st.one_of(
     row_keys.map(lambda key: token_for(key) + "' or RowKey gt '"),
     st.text(max_size=40).map(lambda text: token_for(text)),
 )
-# Parameter names never hold '/' or '~' (not escaped in pointers either; see plain_names above).
 queries = st.dictionaries(
-    st.sampled_from(sorted(KNOWN_PARAMS) + ["$filter", "$select", "User", "top "]) | plain_names, param_values, max_size=7
+    st.sampled_from(sorted(KNOWN_PARAMS) + ["$filter", "$select", "User", "top ", "a/b", "~0"]) | member_names, param_values, max_size=7
 )
+# What the remediation log's 13-digit time keys can hold (inverted epoch milliseconds).
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2286, 1, 1, tzinfo=timezone.utc)
 
 
 @fuzz_settings(250)
 @given(params=queries)
 @example(params={"user": "' or 1 eq 1", "status": "succeeded' or '1' eq '1", "continuationToken": "' or RowKey gt ''"})
 @example(params={"since": "0001-01-01T00:00:00+01:00", "until": "9999-12-31T23:59:59-01:00"})
+@example(params={"until": "0001-01-01T00:00:00+01:00", "top": "1"})
+@example(params={"since": "1969-12-31T23:59:59.999Z"})
+@example(params={"since": "1970-01-01T00:00:00Z", "until": "2285-12-31T23:59:59.999Z"})
+@example(params={"a/b": "1", "~": "2"})
 @example(params={"top": "9" * 5000})
 @example(params={"continuationToken": token_for("x" * 100_000)})
 def test_any_log_query_is_a_query_or_a_400_problem(params: dict[str, str]) -> None:
@@ -199,7 +211,7 @@ def test_any_log_query_is_a_query_or_a_400_problem(params: dict[str, str]) -> No
         query = parse_log_query(params)
     except Problem as problem:
         assert_well_formed_problem(problem, {400})
-        assert problem.errors and {error["pointer"][1:] for error in problem.errors} <= set(params)
+        assert problem.errors and all(resolves(params, error["pointer"]) for error in problem.errors)
         return
     assert isinstance(query, LogQuery)
     assert not set(params) - KNOWN_PARAMS
@@ -207,5 +219,7 @@ def test_any_log_query_is_a_query_or_a_400_problem(params: dict[str, str]) -> No
     assert query.status is None or isinstance(query.status, TaskStatus)
     assert 1 <= query.top <= MAX_TOP
     for moment in (query.since, query.until):
-        assert moment is None or moment.tzinfo is not None
+        assert moment is None or (moment.tzinfo is not None and EARLIEST <= moment < LATEST)
+        assert moment is None or len(time_key(moment)) == 13
+    assert parse_log_query(query.as_params()) == replace(query, after=None)  # what a nextLink carries reads back
     assert query.after is None or ROW_KEY.fullmatch(query.after)  # only ever a row key this API issued
