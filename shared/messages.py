@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.text import printable
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_CHARS = 64 * 1024  # the service's own limit
@@ -132,7 +133,8 @@ def _task_message(body: dict[str, Any]) -> TaskMessage:
 def _direct_request(body: dict[str, Any]) -> DirectRequest:
     unknown = sorted(set(body) - DIRECT_FIELDS)
     if unknown:
-        raise InvalidMessage(f"unknown field(s) {', '.join(unknown)}; a direct request has user, description, correlationId")
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])  # repr: field names come from the message
+        raise InvalidMessage(f"unknown field(s) {names}; a direct request has user, description, correlationId")
     if not _is_version(body.get("version", SCHEMA_VERSION)):
         raise InvalidMessage(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})")
     return DirectRequest(
@@ -159,6 +161,6 @@ def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise InvalidMessage(f"{name} must be a string of at most {limit} characters")
-    if name == "correlationId" and not value.isprintable():  # it is logged
-        raise InvalidMessage("correlationId must not contain control characters")
+    if not printable(value, multiline=name == "description"):
+        raise InvalidMessage(f"{name} must not contain control characters")
     return value

@@ -83,7 +83,7 @@ async def process_message(rt: Runtime, raw: bytes, message_id: str, lane: Lane |
         message = decode_message(raw)
     except InvalidMessage as exc:
         # repr() keeps control characters in the excerpt from forging log lines.
-        log.error("dropped invalid queue message %s: %s; starts with %r", message_id, exc.reason, raw[:120])
+        log.error("dropped invalid queue message %s: %r; starts with %r", message_id, exc.reason, raw[:120])
         if exc.task_id:
             await fail_task(rt, exc.task_id, TaskError(ErrorCategory.INVALID_REQUEST, f"invalid queue message: {exc.reason}"))
         return

@@ -11,6 +11,7 @@ from shared.callbacks import MAX_URL_LENGTH, InvalidCallback, check_callback_url
 from shared.identifiers import InvalidIdentifier, UserRef, is_object_id, parse_user
 from shared.problems import Problem, field_error, pointer_to
 from shared.settings import DEFAULT_CALLBACK_HOSTS
+from shared.text import printable
 
 MAX_BODY_BYTES = 512 * 1024  # 1,000 users of 256 characters each, and room to spare
 MAX_USERS = 1000
@@ -67,8 +68,7 @@ def _text(data: dict[str, Any], name: str, limit: int, errors: list[dict[str, An
     if len(value) > limit:
         errors.append(field_error(f"/{name}", f"must be at most {limit} characters (got {len(value)})"))
         return None
-    allowed = "\t\n\r" if multiline else ""
-    if any((ord(ch) < 32 or ord(ch) == 127) and ch not in allowed for ch in value):
+    if not printable(value, multiline):
         errors.append(field_error(f"/{name}", "must not contain control characters"))
         return None
     return value

@@ -174,7 +174,7 @@ class StatusStore:
         """Task ids newest first, within [oldest, newest], starting after row key `after`."""
         table = await self._client()
         low = time_key(newest) if newest else "0"
-        high = f"{int(time_key(oldest)) + 1:013d}" if oldest else ":"  # ':' sorts after digits
+        high = time_key(oldest) + "." if oldest else ":"  # row keys: 13 digits, '-', id; '.' sorts after '-'
         query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
         parameters: dict[str, Any] = {"pk": user.partition if user else LOG_PARTITION, "low": low, "high": high}
         if after:
