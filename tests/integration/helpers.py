@@ -108,3 +108,29 @@ class CallbackReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
+
+
+def start_own_devhost(stack: Any, started: bool = False, timeout: float = 60) -> None:
+    """(Re)start `stack`'s dev host and make sure the process serving its port is this one.
+
+    LocalStack picks the port when the stack is built and only waits for *something* to listen
+    there; on a busy machine another process can take the port meanwhile, and a dev host that could
+    not bind then looks started. Until it prints that it is ready (or dies) the port proves nothing;
+    if it died, move to a fresh port. `started`: the dev host was just started by `stack.start()`.
+    """
+    from tools.local_stack import free_port  # tools/ is importable wherever these helpers are
+
+    for attempt in range(3):
+        banner = f"devhost ready on {stack.base_url}"
+        seen = 0 if started and attempt == 0 else stack.devhost.output().count(banner) if stack.devhost else 0
+        if not (started and attempt == 0):
+            stack.start_devhost()
+        process = stack.devhost.process
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and stack.devhost.output().count(banner) <= seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None and stack.devhost.output().count(banner) > seen:
+            return
+        stack.devhost.kill()
+        stack.port = free_port()
+    raise RuntimeError(f"the dev host did not start:\n{stack.devhost.output()[-3000:]}")
