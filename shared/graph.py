@@ -42,6 +42,7 @@ READ_PERMISSION = "User.Read.All"
 GROUP_PERMISSION = "GroupMember.Read.All"
 PAGE_FIELDS = ["id", "userPrincipalName", "userType"]
 REVOKE_PERMISSION = "User.RevokeSessions.All"
+TOKEN_TIMEOUT_SECONDS = 30.0  # azure-identity retries a failing endpoint for ~5 s itself
 TRANSIENT_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
 
 
@@ -116,9 +117,21 @@ def create_graph_client(settings: Settings, credential: AsyncTokenCredential) ->
 
 
 class GraphGateway:
-    def __init__(self, client: GraphServiceClient, timeout_seconds: float) -> None:
+    def __init__(self, client: GraphServiceClient, timeout_seconds: float, credential: AsyncTokenCredential, scope: str) -> None:
         self._client = client
         self._timeout = timeout_seconds
+        self._credential = credential
+        self._scope = scope
+
+    async def _ensure_token(self) -> None:
+        """Get (or reuse the cached) token with its own deadline, so an identity-endpoint problem
+        is reported as such, not as a Graph timeout; the SDK then takes it from the cache."""
+        try:
+            await asyncio.wait_for(self._credential.get_token(self._scope, enable_cae=True), TOKEN_TIMEOUT_SECONDS)
+        except asyncio.TimeoutError as exc:
+            raise GraphFailure("the managed identity endpoint did not answer in time", code="TokenUnavailable", transient=True) from exc
+        except ClientAuthenticationError as exc:
+            raise GraphFailure(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
 
     async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult:
         """GET /users/{id}?$select=... read as raw JSON: kiota's User model builds a ~150-entry
@@ -156,6 +169,11 @@ class GraphGateway:
         return await self._call(call, inspect, REVOKE_PERMISSION)
 
     async def _call(self, call: Any, inspect: HeadersInspectionHandlerOption, permission: str) -> GraphResult:
+        try:
+            await self._ensure_token()
+        except GraphFailure:
+            call.close()  # never awaited: close the coroutine
+            raise
         try:
             value = await asyncio.wait_for(call, timeout=self._timeout)
         except APIError as exc:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 import azure.functions as func
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from shared.intake import Busy
+from shared.intake import Busy, PartlyAccepted
 from shared.problems import PROBLEM_CONTENT_TYPE, Problem
 from shared.settings import SettingsError
 
@@ -31,7 +31,13 @@ def problem_response(problem: Problem, instance: str | None = None) -> func.Http
 
 
 def _unavailable(exc: Exception) -> Problem | None:
-    """Storage or a dependency is down: 503 so the caller retries; nothing was half-accepted."""
+    """Storage or a dependency is down: 503 so the caller retries. Per user, nothing is
+    half-accepted; a request for several users lists which ones were accepted anyway."""
+    if isinstance(exc, PartlyAccepted):
+        errors = [{"pointer": "/users", "detail": f"{user}: not accepted (storage unavailable); retry"} for user in exc.failed_users]
+        problem = Problem(503, "Partly accepted", f"{len(exc.accepted)} accepted, {len(exc.failed_users)} not: retry the request (accepted users join their queued tasks)", errors, {"Retry-After": "5"})
+        problem.extra = {"tasks": [{"id": task.id, "user": task.user, "status": task.status.value} for task in exc.accepted]}
+        return problem
     if isinstance(exc, Busy):
         return Problem(503, "Busy", str(exc), headers={"Retry-After": "2"})
     if isinstance(exc, HttpResponseError) and exc.status_code is not None and exc.status_code < 500:

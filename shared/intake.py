@@ -33,6 +33,7 @@ T = TypeVar("T")
 ACCEPT_WINDOW = timedelta(seconds=60)  # a message hidden this long has its record decided
 IDEMPOTENCY_TTL = timedelta(hours=24)
 IN_PROGRESS_STALE = timedelta(seconds=60)  # longer than three Graph calls at their timeout
+QUEUED_STALE = timedelta(minutes=5)  # a first attempt not started by then lost its message
 _PARALLEL_USERS = 32
 
 
@@ -40,6 +41,15 @@ _PARALLEL_USERS = 32
 class Accepted:
     tasks: list[TaskRecord]
     replayed: bool = False
+
+
+class PartlyAccepted(Exception):
+    """Storage failed for some users: their sign-outs were not accepted; the others were."""
+
+    def __init__(self, accepted: list[TaskRecord], failed_users: list[str]) -> None:
+        super().__init__(f"{len(failed_users)} user(s) not accepted")
+        self.accepted = accepted
+        self.failed_users = failed_users
 
 
 class Busy(Exception):
@@ -108,7 +118,14 @@ async def _accept_all(rt: Runtime, request: SignoutRequest, requested_by: dict[s
         async with limit:
             return await accept_user(rt, user, request, requested_by)
 
-    return list(await asyncio.gather(*(one(user) for user in request.users)))
+    outcomes = await asyncio.gather(*(one(user) for user in request.users), return_exceptions=True)
+    failed = [(user, outcome) for user, outcome in zip(request.users, outcomes) if isinstance(outcome, BaseException)]
+    if failed:
+        accepted = [outcome for outcome in outcomes if isinstance(outcome, TaskRecord)]
+        if not accepted:
+            raise failed[0][1]
+        raise PartlyAccepted(accepted, [user.value for user, _ in failed]) from failed[0][1]
+    return [outcome for outcome in outcomes if isinstance(outcome, TaskRecord)]
 
 
 async def accept_user(rt: Runtime, user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
@@ -154,8 +171,9 @@ async def _covering_task(rt: Runtime, pending: Pending) -> TaskRecord | None:
     for _ in range(20):
         record = await rt.store.get(pending.task_id)
         if record is not None:
-            fresh = utcnow() - record.updated_at < IN_PROGRESS_STALE
-            covers = record.status is TaskStatus.QUEUED or (record.status is TaskStatus.IN_PROGRESS and fresh)
+            age = utcnow() - record.updated_at
+            waiting = record.status is TaskStatus.QUEUED and (record.attempts > 0 or age < QUEUED_STALE)
+            covers = waiting or (record.status is TaskStatus.IN_PROGRESS and age < IN_PROGRESS_STALE)
             return record if covers else None
         if utcnow() - pending.claimed_at > ACCEPT_WINDOW:
             return None  # its request failed before writing the record
@@ -165,16 +183,34 @@ async def _covering_task(rt: Runtime, pending: Pending) -> TaskRecord | None:
 
 async def _create(rt: Runtime, user: UserRef, record: TaskRecord) -> TaskRecord:
     message = TaskMessage(record.id, user).to_text()
-    receipt = await rt.queue.put(rt.settings.signout_queue, message, ACCEPT_WINDOW.total_seconds())
+    try:
+        receipt = await rt.queue.put(rt.settings.signout_queue, message, ACCEPT_WINDOW.total_seconds())
+    except BaseException:
+        await _quietly(rt.store.release_pending(user, record.id), "free the pending slot")
+        raise
     try:
         record = await rt.store.create(record)
     except BaseException:
-        await _quietly(rt.queue.withdraw(receipt), "withdraw message of unwritten task")
-        raise
+        # The record may have been written before the failure (its log row failed, or the
+        # answer was lost). Then the task exists and must run; otherwise nothing may remain.
+        if await _written(rt, record.id) is False:
+            await _quietly(rt.queue.withdraw(receipt), "withdraw message of unwritten task")
+            await _quietly(rt.store.release_pending(user, record.id), "free the pending slot")
+            raise
+        await _quietly(rt.store.add_log_rows([record]), "write the remediation-log row")
     # Released now; if this fails the message still surfaces when ACCEPT_WINDOW ends.
     await _quietly(rt.queue.release(receipt), "release message")
     state_change(record)
     return record
+
+
+async def _written(rt: Runtime, task_id: str) -> bool | None:
+    """Whether the task record exists; None when storage cannot say (the hidden message then
+    surfaces after ACCEPT_WINDOW and the worker runs it if, and only if, the record exists)."""
+    try:
+        return await rt.store.get(task_id) is not None
+    except Exception:
+        return None
 
 
 async def _quietly(step: object, what: str) -> None:

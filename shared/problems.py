@@ -17,9 +17,10 @@ class Problem(Exception):
     detail: str = ""
     errors: list[dict[str, Any]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # extension members (RFC 9457 section 3.2)
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "about:blank", "title": self.title, "status": self.status}
+        body: dict[str, Any] = {"type": "about:blank", "title": self.title, "status": self.status, **self.extra}
         if self.detail:
             body["detail"] = self.detail
         if instance:

@@ -52,7 +52,8 @@ class Runtime:
     def graph(self) -> GraphGateway:
         from shared.graph import GraphGateway, create_graph_client
 
-        return GraphGateway(create_graph_client(self.settings, self.credential), self.settings.graph_timeout_seconds)
+        client = create_graph_client(self.settings, self.credential)
+        return GraphGateway(client, self.settings.graph_timeout_seconds, self.credential, self.settings.graph_scope)
 
 
 _runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}

@@ -34,17 +34,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, log_path: Path, timeout: float = 30) -> None:
+def wait_until_announced(port: int, process: subprocess.Popen[bytes], name: str, log_path: Path, offset: int = 0, timeout: float = 30) -> None:
+    """Wait for the service's own "listening on / ready on http://127.0.0.1:PORT" line: a port
+    that merely accepts connections may belong to another process (ports race under xdist)."""
+    announcement = f"http://{HOST}:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{name} did not listen on {port} within {timeout}s:\n{log_path.read_text()[-3000:]}")
+        if announcement.encode() in log_path.read_bytes()[offset:]:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not announce {announcement} within {timeout}s:\n{log_path.read_text()[-3000:]}")
 
 
 class Service:
@@ -57,9 +58,10 @@ class Service:
         self._log: IO[bytes] | None = None
 
     def start(self) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart announces itself again
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, self.process, self.name, self.log_path)
+        wait_until_announced(self.port, self.process, self.name, self.log_path, offset)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
         if self.process and self.process.poll() is None:

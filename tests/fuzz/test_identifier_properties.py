@@ -172,8 +172,9 @@ class Wire:
         real_client = httpx.AsyncClient
         transport = httpx.MockTransport(self.answer)
         with mock.patch.object(httpx, "AsyncClient", lambda **kwargs: real_client(transport=transport, **kwargs)):
-            client = create_graph_client(Settings(), StaticCredential())  # type: ignore[arg-type]
-        self.gateway = GraphGateway(client, timeout_seconds=5)
+            credential = StaticCredential()
+            client = create_graph_client(Settings(), credential)  # type: ignore[arg-type]
+        self.gateway = GraphGateway(client, 5, credential, Settings().graph_scope)  # type: ignore[arg-type]
 
     def answer(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)

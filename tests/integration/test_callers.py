@@ -80,9 +80,10 @@ def test_alert_storm_for_one_user_is_not_fifty_revocations(api: httpx.Client, si
     task_ids = {r.json()["tasks"][0]["id"] for r in responses}
     for task_id in task_ids:
         wait_for_terminal(api, f"/api/signouts/{task_id}")
-    # Alerts that arrive before the worker starts revoking join that revocation; at most one
-    # more revocation covers the alerts that arrived while it was under way.
-    assert sim.user(user["id"])["revokeCount"] == len(task_ids) <= 2
+    # Alerts that arrive before the worker starts revoking join that revocation; the alerts that
+    # arrive while it is under way join the next one. A storm lasting about one revocation
+    # therefore costs two, on a loaded 2-core machine at most three - never fifty.
+    assert sim.user(user["id"])["revokeCount"] == len(task_ids) <= 3
 
 
 def test_sentinel_incident_signs_out_entra_accounts_and_reports_on_premises_ones(api: httpx.Client, sim: Sim) -> None:

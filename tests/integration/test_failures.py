@@ -514,25 +514,19 @@ def test_identity_endpoint_down_gives_up_with_the_token_error_and_retried_tasks_
     assert seen == {"transient", "gave_up"}  # never permission_denied
 
 
-def test_slow_identity_endpoint_is_retried_not_failed(env: Env) -> None:
+def test_slow_identity_endpoint_is_waited_for_not_failed(env: Env) -> None:
+    """A token that takes longer than a Graph call may (GRAPH_TIMEOUT_SECONDS is 3) has its own
+    deadline: the task is not failed, nor reported as a Graph timeout."""
     env.use_devhost(fresh=True)
     [user] = add_users(env.sim, 1, "msi-slow")
-    env.identity.post("/_identity/config", json={"delay_ms": 4500}).raise_for_status()  # GRAPH_TIMEOUT_SECONDS is 3
+    env.identity.post("/_identity/config", json={"delay_ms": 4500}).raise_for_status()
     try:
         response = env.api.post("/api/signouts", json={"users": [user]})
         assert response.status_code == 202, response.text
-        url = response.json()["tasks"][0]["statusUrl"]
-        first = wait_until(
-            lambda: (r := env.api.get(url).json())["attempts"] >= 1 and r["error"] is not None and r,
-            30,
-            "first attempt rescheduled",
-        )
-        assert first["error"]["category"] == "transient"
+        record = wait_for_terminal(env.api, response.json()["tasks"][0]["statusUrl"])
     finally:
         env.identity.post("/_identity/reset").raise_for_status()
-    record = wait_for_terminal(env.api, url)
-    assert (record["status"], record["error"]) == ("succeeded", None)
-    assert 2 <= record["attempts"] <= 3
+    assert (record["status"], record["error"], record["attempts"]) == ("succeeded", None, 1)
     assert env.sim.user(user)["revokeCount"] == 1
 
 
