@@ -124,6 +124,10 @@ def main() -> None:
     print(
         f"| bulk_worker invocations (pages + first deliveries) / Graph revocations / injected 429s | {invocations} / {stats['revocations']} / {stats['faults']} |"
     )
+    counts = job["counts"]
+    print(
+        f"| job report at the end: queued / inProgress (every task is queued, deferred) | {counts['queued']} / {counts['inProgress']} |"
+    )
     per_user = {name: cpu.get(name, 0.0) * 1000 / discovered for name in ("devhost", "azurite")}
     print(
         f"| CPU per user (creation + one deferred delivery): dev host / Azurite | {per_user['devhost']:.0f} ms / {per_user['azurite']:.0f} ms |"
