@@ -4,7 +4,7 @@
 //   ├─ user-assigned managed identity (UAMI): the ONLY identity the app uses, for storage,
 //   │  Application Insights and Microsoft Graph
 //   ├─ storage account (shared keys disabled, TLS 1.2, no public blob access)
-//   │  ├─ queues  signout-requests(+-poison), signout-bulk(+-poison)
+//   │  ├─ queues  signout-requests, signout-bulk, signout-bulk-pages (each +-poison)
 //   │  ├─ table   signouttasks
 //   │  └─ blob containers: deployment package + Functions host (keys, locks)
 //   ├─ Log Analytics workspace + workspace-based Application Insights (local auth disabled)
@@ -72,7 +72,7 @@ param maxAttempts int = 6
 param retryBaseSeconds int = 2
 
 @minValue(1)
-@maxValue(120)
+@maxValue(60)
 @description('Timeout of a single Microsoft Graph call, in seconds (GRAPH_TIMEOUT_SECONDS).')
 param graphTimeoutSeconds int = 15
 

@@ -29,7 +29,6 @@ from shared.status_store import ConcurrentUpdate
 log = logging.getLogger("signout.jobs")
 
 JOB_ROW = "job"
-COUNTER_SHARDS = 16
 OUTCOMES = ("succeeded", "failed", "skipped")
 _PARALLEL = 32
 
@@ -83,7 +82,7 @@ async def create_job(rt: Runtime, group_id: str | None, description: str, correl
                      requested_by: dict[str, str] | None) -> Job:  # fmt: skip
     job = Job(str(uuid.uuid4()), group_id, description, correlation_id, requested_by, utcnow())
     job = replace(job, etag=await rt.store.create_entity(job.to_entity()))
-    await rt.queue.put(rt.settings.bulk_queue, JobPageMessage(job.id, 1).to_text())
+    await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, 1).to_text())
     log.info("job %s created: target=%s", job.id, f"group {group_id}" if group_id else "all users")
     return job
 
@@ -101,6 +100,9 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     if job is None:
         log.error("page %d of unknown job %s dropped", message.page, message.job_id)
         return
+    if job.error:
+        log.warning("job %s stopped (%s); page %d dropped", job.id, job.error, message.page)
+        return
     if message.page > job.pages_done + 1:
         log.warning("job %s: page %d is ahead of page %d; dropped", job.id, message.page, job.pages_done + 1)
         return
@@ -109,7 +111,8 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     except GraphFailure as failure:
         if failure.transient:
             raise  # the queue retries the page
-        await _fail_job(rt, job, failure)
+        hint = f" (the managed identity needs {failure.permission})" if failure.status == 403 and failure.permission else ""
+        await _stop(rt, job, f"Graph answered {failure.status} {failure.code}: {failure.message}{hint}")
         return
     if message.page == job.pages_done + 1:
         job = replace(job, pages_done=message.page, next_link=page.next_link, next_page_queued=False,
@@ -121,9 +124,16 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     await _create_tasks(rt, job, list(dict.fromkeys(page.users)))
 
 
-async def _fail_job(rt: Runtime, job: Job, failure: GraphFailure) -> None:
-    hint = f" (the managed identity needs {failure.permission})" if failure.status == 403 and failure.permission else ""
-    error = f"enumeration stopped at page {job.pages_done + 1}: Graph answered {failure.status} {failure.code}: {failure.message}{hint}"
+async def page_poisoned(rt: Runtime, message: JobPageMessage) -> None:
+    """A page whose message failed every delivery: the job stops there, and says so."""
+    job = await get_job(rt, message.job_id)
+    if job is not None and job.error is None and not job.enumerated:
+        await _stop(rt, job, "its page message failed repeatedly and was moved to the poison queue")
+
+
+async def _stop(rt: Runtime, job: Job, reason: str) -> None:
+    """Enumeration stopped for good: the job is failed; tasks already queued still run."""
+    error = f"enumeration stopped at page {job.pages_done + 1}: {reason}"
     log.error("job %s: %s", job.id, error)
     with suppress(ConcurrentUpdate):
         await rt.store.replace_row(replace(job, error=error, finished_at=utcnow()).to_entity(), job.etag or "")
@@ -132,7 +142,7 @@ async def _fail_job(rt: Runtime, job: Job, failure: GraphFailure) -> None:
 async def _queue_next_page(rt: Runtime, job: Job) -> None:
     if job.enumerated or job.next_page_queued:
         return
-    await rt.queue.put(rt.settings.bulk_queue, JobPageMessage(job.id, job.pages_done + 1, job.next_link).to_text())
+    await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, job.pages_done + 1, job.next_link).to_text())
     with suppress(ConcurrentUpdate):  # a concurrent copy of this page recorded it
         await rt.store.replace_row(replace(job, next_page_queued=True).to_entity(), job.etag or "")
 
@@ -148,18 +158,16 @@ async def _create_tasks(rt: Runtime, job: Job, users: list[PageUser]) -> None:
     ]
     limit = asyncio.Semaphore(_PARALLEL)
 
-    async def one(record: TaskRecord) -> None:
+    async def one(record: TaskRecord) -> TaskRecord:
         async with limit:
             user = parse_user(record.user)
-            created = await rt.store.create_bulk_task(record, user)
-            if not created:  # a redelivered page: queue again only what never started
-                existing = await rt.store.get(record.id)
-                if existing is None or existing.status is not TaskStatus.QUEUED or existing.attempts:
-                    return
-            await rt.queue.put(rt.settings.bulk_queue, TaskMessage(record.id, user).to_text())
+            stored, created = await rt.store.create_bulk_task(record, user)
+            if created or (stored.status is TaskStatus.QUEUED and not stored.attempts):  # never started
+                await rt.queue.put(rt.settings.bulk_queue, TaskMessage(record.id, user).to_text())
+            return stored
 
-    await asyncio.gather(*(one(record) for record in records))
-    await rt.store.add_log_rows(records)
+    stored = await asyncio.gather(*(one(record) for record in records))
+    await rt.store.add_log_rows(list(stored))  # keyed by each record's own creation time: upserts
 
 
 async def count_task(rt: Runtime, record: TaskRecord) -> None:
@@ -168,9 +176,9 @@ async def count_task(rt: Runtime, record: TaskRecord) -> None:
         return
     partition = f"jobcount-{record.job_id}"
     if record.status is TaskStatus.IN_PROGRESS:
-        await rt.store.count_once(partition, f"start-{record.id}", "started", COUNTER_SHARDS)
+        await rt.counts.add(partition, f"start-{record.id}", "started")
     elif record.status.is_terminal:
-        await rt.store.count_once(partition, f"done-{record.id}", record.status.value, COUNTER_SHARDS)
+        await rt.counts.add(partition, f"done-{record.id}", record.status.value)
 
 
 async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:

@@ -110,6 +110,7 @@ class TaskRecord:
     completed_at: datetime | None = None
     attempts: int = 0
     next_attempt_at: datetime | None = None
+    attempt_message_id: str | None = None  # the queue message running the current attempt
     error: TaskError | None = None
     graph_request_id: str | None = None  # Graph's request-id of the revoke call
     sessions_valid_from: datetime | None = None
@@ -181,6 +182,7 @@ class TaskRecord:
             "CompletedAt": self.completed_at,
             "Attempts": self.attempts,
             "NextAttemptAt": self.next_attempt_at,
+            "AttemptMessageId": self.attempt_message_id,
             "Error": json.dumps(error) if error else None,
             "GraphRequestId": self.graph_request_id,
             "SessionsValidFrom": self.sessions_valid_from,
@@ -212,6 +214,7 @@ class TaskRecord:
             completed_at=_aware(entity.get("CompletedAt")),
             attempts=int(entity.get("Attempts", 0)),
             next_attempt_at=_aware(entity.get("NextAttemptAt")),
+            attempt_message_id=entity.get("AttemptMessageId"),
             error=TaskError(**{**error, "category": ErrorCategory(error["category"])}) if error else None,
             graph_request_id=entity.get("GraphRequestId"),
             sessions_valid_from=_aware(entity.get("SessionsValidFrom")),

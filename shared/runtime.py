@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from shared.job_counts import JobCounts
 from shared.pacing import WritePacer
 from shared.settings import Settings, get_settings
 from shared.status_store import StatusStore
@@ -28,6 +29,10 @@ class Runtime:
     @cached_property
     def store(self) -> StatusStore:
         return StatusStore(table_service(read_connection()), self.settings.status_table)
+
+    @cached_property
+    def counts(self) -> JobCounts:
+        return JobCounts(self.store)
 
     @cached_property
     def queue(self) -> WorkQueue:

@@ -31,6 +31,7 @@ SETTING_NAMES = (
     "REQUIRE_APP_ROLES",
     "RETENTION_DAYS",
     "BULK_QUEUE_NAME",
+    "BULK_PAGE_QUEUE_NAME",
     "ALLOW_ALL_USERS",
     "GRAPH_WRITES_PER_SECOND",
     "GRAPH_PAGE_SIZE",
@@ -57,6 +58,7 @@ class Settings:
     callback_allowed_hosts: tuple[str, ...] = DEFAULT_CALLBACK_HOSTS
     retention_days: int = 365
     bulk_queue: str = "signout-bulk"
+    bulk_page_queue: str = "signout-bulk-pages"  # enumeration never waits behind a job's tasks
     allow_all_users: bool = False
     # 97 % of Graph's identity write quota for one app+tenant (3,000 per 150 s); per instance.
     graph_writes_per_second: float = 19.4
@@ -127,12 +129,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         protected_users=_names(env.get("PROTECTED_USERS", "")),
         max_attempts=_int(env, "MAX_ATTEMPTS", 6, 1, 50),
         retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 2.0, 0.0, 3600.0),
-        graph_timeout_seconds=_float(env, "GRAPH_TIMEOUT_SECONDS", 15.0, 1.0, 120.0),
+        graph_timeout_seconds=_float(env, "GRAPH_TIMEOUT_SECONDS", 15.0, 1.0, 60.0),
         managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,
         alert_user_dimensions=frozenset(_list(env.get("ALERT_USER_DIMENSIONS", ""))) or None,
         callback_allowed_hosts=_list(env.get("CALLBACK_ALLOWED_HOSTS", "")) or DEFAULT_CALLBACK_HOSTS,
         retention_days=_int(env, "RETENTION_DAYS", 365, 1, 36500),
         bulk_queue=env.get("BULK_QUEUE_NAME", "").strip() or "signout-bulk",
+        bulk_page_queue=env.get("BULK_PAGE_QUEUE_NAME", "").strip() or "signout-bulk-pages",
         allow_all_users=env.get("ALLOW_ALL_USERS", "").strip().lower() == "true",
         graph_writes_per_second=_float(env, "GRAPH_WRITES_PER_SECOND", 19.4, 0.1, 1000.0),
         graph_page_size=_int(env, "GRAPH_PAGE_SIZE", 999, 1, 999),

@@ -19,7 +19,7 @@ from shared.callbacks import deliver
 from shared.graph import GraphFailure, GraphUser
 from shared.identifiers import UserRef
 from shared.logs import state_change
-from shared.jobs import count_task, process_page
+from shared.jobs import count_task, page_poisoned, process_page
 from shared.messages import DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
 from shared.models import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
@@ -28,6 +28,10 @@ from shared.status_store import TaskExists
 log = logging.getLogger("signout.worker")
 
 MAX_PACING_WAIT_SECONDS = 5.0  # longer waits reschedule the task instead of holding a worker
+# Longer than any attempt lasts (a token and three Graph calls within GRAPH_TIMEOUT_SECONDS <= 60,
+# a pacing wait) and shorter than the host's 10-minute message lease, after which a crashed
+# attempt's own message returns.
+ATTEMPT_GRACE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ async def process_message(rt: Runtime, raw: bytes, message_id: str, lane: Lane |
     elif isinstance(message, JobPageMessage):
         await process_page(rt, message)
     else:
-        await process_task(rt, message, lane)
+        await process_task(rt, message, lane, message_id)
 
 
 def _direct_record(request: DirectRequest, message_id: str, status: TaskStatus, error: TaskError | None = None) -> TaskRecord:
@@ -123,7 +127,7 @@ async def adopt_direct_request(rt: Runtime, request: DirectRequest, message_id: 
     await rt.queue.put(rt.settings.signout_queue, TaskMessage(record.id, request.user).to_text())
 
 
-async def process_task(rt: Runtime, message: TaskMessage, lane: Lane) -> None:
+async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id: str = "") -> None:
     record = await rt.store.get(message.task_id)
     if record is None:
         log.warning("dropped message for task %s: no record (its request was not accepted)", message.task_id)
@@ -135,20 +139,43 @@ async def process_task(rt: Runtime, message: TaskMessage, lane: Lane) -> None:
     if record.user.lower() != message.user.key:
         await _move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.INVALID_REQUEST, "queue message names another user than the task"))
         return
+    if _attempt_running_elsewhere(record, message_id):
+        log.info("task %s: its attempt runs under another message; this copy looks again later", record.id)
+        await rt.queue.put(lane.queue, message.to_text(), ATTEMPT_GRACE.total_seconds())
+        return
     if record.attempts >= rt.settings.max_attempts:  # crashed mid-attempt too often
         await _give_up(rt, record, "the task's attempts ended without a result")
         return
-    record = await _move(rt, record, TaskStatus.IN_PROGRESS, attempts=record.attempts + 1, next_attempt_at=None)
+    if not lane.high and not _protected_locally(rt, record, message.user):
+        try:
+            await _pace(rt)
+        except Deferred as deferred:  # the record stays queued; only the message moves
+            await rt.queue.put(lane.queue, message.to_text(), deferred.seconds)
+            return
+    record = await _move(rt, record, TaskStatus.IN_PROGRESS, attempts=record.attempts + 1, next_attempt_at=None, attempt_message_id=message_id)
     try:
         outcome = await revoke(rt, record, message.user, lane)
     except GraphFailure as failure:
         await _after_failure(rt, record, message, failure, lane)
         return
-    except Deferred as deferred:
-        await _move(rt, record, TaskStatus.QUEUED, attempts=record.attempts - 1, next_attempt_at=utcnow() + timedelta(seconds=deferred.seconds))
-        await rt.queue.put(lane.queue, message.to_text(), deferred.seconds)
-        return
     await _move(rt, record, outcome.status, graph_request_id=outcome.graph_request_id, **outcome.changes)
+
+
+def _attempt_running_elsewhere(record: TaskRecord, message_id: str) -> bool:
+    """A duplicate message (a redelivered page or direct request queued its task twice) while
+    another message's attempt is under way. A redelivery of the attempt's own message means that
+    attempt ended (crashed), and so does an attempt older than any attempt can last."""
+    return (
+        record.status is TaskStatus.IN_PROGRESS
+        and record.attempt_message_id not in (None, message_id)
+        and utcnow() - record.updated_at < ATTEMPT_GRACE
+    )
+
+
+def _protected_locally(rt: Runtime, record: TaskRecord, user: UserRef) -> bool:
+    """Protected by what is known without Graph (bulk tasks come resolved): spend no write token."""
+    known = {user.key, (record.resolved_id or "").lower(), (record.resolved_upn or "").lower()}
+    return bool(known & rt.settings.protected_users)
 
 
 async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> Outcome:
@@ -158,7 +185,8 @@ async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> 
     resolved = {"resolved_id": target.id, "resolved_upn": target.user_principal_name, "user_type": target.user_type}
     if {target.id.lower(), (target.user_principal_name or "").lower()} & rt.settings.protected_users:
         return _protected(user.value, resolved)
-    await _pace(rt, lane)
+    if lane.high:
+        rt.pacer.reserve(high_priority=True)  # never waits; bulk writes yield to it
     if record.job_id is None:  # from here on a new request for this user is not covered by this task
         await rt.store.release_pending(user, record.id)
     try:
@@ -186,9 +214,9 @@ async def _resolve(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -
     return (await rt.graph.get_user(user.value, record.id, lane.priority)).value
 
 
-async def _pace(rt: Runtime, lane: Lane) -> None:
-    """Wait for a write token (bulk only); a long wait reschedules the task instead."""
-    wait = rt.pacer.reserve(lane.high)
+async def _pace(rt: Runtime) -> None:
+    """Wait for a bulk write token; a long wait reschedules the task instead."""
+    wait = rt.pacer.reserve(high_priority=False)
     if wait > MAX_PACING_WAIT_SECONDS:
         rt.pacer.refund()
         raise Deferred(wait)
@@ -272,7 +300,7 @@ async def process_poison(rt: Runtime, raw: bytes, message_id: str) -> None:
         await _fail_poisoned(rt, exc.task_id, message_id)
         return
     if isinstance(decoded, JobPageMessage):
-        log.error("job %s: page %d failed repeatedly and was poisoned; enumeration stopped there", decoded.job_id, decoded.page)
+        await page_poisoned(rt, decoded)
         return
     if isinstance(decoded, DirectRequest):  # it never became a task: record that it failed
         failed = _direct_record(decoded, message_id, TaskStatus.FAILED, TaskError(ErrorCategory.GAVE_UP, POISONED))

@@ -48,6 +48,11 @@ class TaskExists(Exception):
     """A task with this id was already created (a replayed deterministic id)."""
 
 
+class AlreadyCounted(Exception):
+    """A marker row of the batch exists (or its new counter shard was created meanwhile): count
+    the markers one by one and check for each marker row."""
+
+
 class ConcurrentUpdate(Exception):
     """The record changed since it was read (ETag mismatch): reload and decide again."""
 
@@ -211,15 +216,20 @@ class StatusStore:
             raise ConcurrentUpdate(entity["RowKey"]) from exc
         return _etag(metadata)
 
-    async def create_bulk_task(self, record: TaskRecord, user: UserRef) -> bool:
-        """A bulk task record and its user row (log rows come per page); False if it exists."""
+    async def create_bulk_task(self, record: TaskRecord, user: UserRef) -> tuple[TaskRecord, bool]:
+        """A bulk task record and its user row (log rows come per page): the record as stored,
+        and whether it is new. A record that existed (a redelivered page) gets its user row
+        again, in case the last run stopped between the two writes."""
         table = await self._client()
         try:
-            await table.create_entity(record.to_entity())
+            stored, created = _with_etag(record, await table.create_entity(record.to_entity())), True
         except ResourceExistsError:
-            return False
-        await table.upsert_entity(_index_row(user.partition, record))
-        return True
+            existing = await self.get(record.id)
+            if existing is None:  # deleted by retention meanwhile: nothing to index
+                return record, False
+            stored, created = existing, False
+        await table.upsert_entity(_index_row(user.partition, stored))
+        return stored, created
 
     async def add_log_rows(self, records: list[TaskRecord]) -> None:
         """Remediation-log rows in transactions of 100 (one partition): a page costs 10 calls."""
@@ -227,22 +237,28 @@ class StatusStore:
         for start in range(0, len(records), 100):
             await table.submit_transaction([("upsert", _index_row(LOG_PARTITION, record)) for record in records[start : start + 100]])
 
-    async def count_once(self, partition: str, marker: str, field_name: str, shards: int) -> None:
-        """Add 1 to `field_name` in a random counter shard unless `marker` was counted already:
-        the marker row and the shard update commit together, so redeliveries never double-count."""
+    async def add_counts(self, partition: str, markers: dict[str, str], shards: int) -> None:
+        """Add 1 to each marker's field in a random counter shard, and create the marker rows, in
+        one transaction (one partition, at most 99 markers): a marker exists only if its count
+        does. AlreadyCounted if one of the markers exists (nothing is counted then)."""
         table = await self._client()
-        shard = f"count-{random.randrange(shards):02d}"
-        for _ in range(20):
+        for _ in range(20):  # another process updated the same shard meanwhile: try again
+            shard = f"count-{random.randrange(shards):02d}"
             current = await self.get_row(partition, shard)
             counts = current[0] if current else {"PartitionKey": partition, "RowKey": shard}
-            counts[field_name] = int(counts.get(field_name, 0)) + 1
-            update = ("update", counts, {"mode": UpdateMode.REPLACE, "etag": current[1], "match_condition": MatchConditions.IfNotModified}) if current else ("create", counts)
+            for field_name in markers.values():
+                counts[field_name] = int(counts.get(field_name, 0)) + 1
+            if current:
+                update: tuple[Any, ...] = ("update", counts, {"mode": UpdateMode.REPLACE, "etag": current[1], "match_condition": MatchConditions.IfNotModified})
+            else:
+                update = ("create", counts)
+            rows = [("create", {"PartitionKey": partition, "RowKey": marker}) for marker in markers]
             try:
-                await table.submit_transaction([("create", {"PartitionKey": partition, "RowKey": marker}), update])
+                await table.submit_transaction([*rows, update])
                 return
-            except TableTransactionError:
-                if await self.get_row(partition, marker):
-                    return  # counted before
+            except TableTransactionError as exc:
+                if exc.status_code == 409:  # a marker, or a shard another process created just now
+                    raise AlreadyCounted(partition) from exc
         raise ConcurrentUpdate(partition)
 
     async def sum_counts(self, partition: str) -> dict[str, int]:

@@ -26,14 +26,27 @@ async def signout_poison(msg: func.QueueMessage) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%", connection=CONNECTION)
 async def bulk_worker(msg: func.QueueMessage) -> None:
-    """Bulk jobs: fan-out pages and their per-user tasks, on a queue of their own so that an
-    alert-driven sign-out never waits behind them."""
+    """Bulk jobs' per-user tasks, on a queue of their own so that an alert-driven sign-out never
+    waits behind them."""
     rt = runtime()
     await process_message(rt, msg.get_body(), msg.id or "", bulk_lane(rt))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%-poison", connection=CONNECTION)
 async def bulk_poison(msg: func.QueueMessage) -> None:
+    await process_poison(runtime(), msg.get_body(), msg.id or "")
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%BULK_PAGE_QUEUE_NAME%", connection=CONNECTION)
+async def bulk_pages(msg: func.QueueMessage) -> None:
+    """Bulk jobs' enumeration, one Graph page per message, apart from the tasks it produces so
+    that the next page never waits behind 999 of them."""
+    rt = runtime()
+    await process_message(rt, msg.get_body(), msg.id or "", bulk_lane(rt))
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="%BULK_PAGE_QUEUE_NAME%-poison", connection=CONNECTION)
+async def bulk_pages_poison(msg: func.QueueMessage) -> None:
     await process_poison(runtime(), msg.get_body(), msg.id or "")
 
 

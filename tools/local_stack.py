@@ -106,6 +106,7 @@ class LocalStack:
             "SIGNOUT_QUEUE_NAME": "signout-requests",
             "STATUS_TABLE_NAME": "signouttasks",
             "BULK_QUEUE_NAME": "signout-bulk",
+            "BULK_PAGE_QUEUE_NAME": "signout-bulk-pages",
             "PROTECTED_USERS": "breakglass@contoso.com",
             **(settings or {}),
         }

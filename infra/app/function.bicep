@@ -21,6 +21,7 @@ param logAnalyticsWorkspaceId string
 // Names shared with storage.bicep (which creates them) and with the code's defaults.
 param signOutQueueName string = 'signout-requests'
 param bulkQueueName string = 'signout-bulk'
+param bulkPageQueueName string = 'signout-bulk-pages'
 param statusTableName string = 'signouttasks'
 
 // ---------------------------------------------------------------------------------------
@@ -53,7 +54,8 @@ param statusTableName string = 'signouttasks'
 // bulk_worker group, paced to GRAPH_WRITES_PER_SECOND (19.4/s = 97 % of 20/s); alert-driven
 // and single sign-outs run in the signout_worker group and are never held back by the pacer
 // (they are few; when they push the app over the quota, Graph's 429 + Retry-After halves the
-// bulk pace until it recovers). Always-ready instances are not used; the app scales to zero.
+// bulk pace until it recovers). Bulk enumeration (bulk_pages) only reads Graph, and reads have
+// their own, larger quota. Always-ready instances are not used; the app scales to zero.
 //
 // Raise maximumInstanceCount only together with GRAPH_WRITES_PER_SECOND set to 19.4/N.
 @minValue(1)
@@ -157,6 +159,10 @@ var appSettings = [
   {
     name: 'BULK_QUEUE_NAME'
     value: bulkQueueName
+  }
+  {
+    name: 'BULK_PAGE_QUEUE_NAME'
+    value: bulkPageQueueName
   }
   {
     name: 'STATUS_TABLE_NAME'

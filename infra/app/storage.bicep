@@ -22,10 +22,11 @@ param deploymentContainerName string
 param logAnalyticsWorkspaceId string
 
 // Queues and table the app uses: the names are the contract with the code
-// (SIGNOUT_QUEUE_NAME, BULK_QUEUE_NAME, STATUS_TABLE_NAME in function.bicep).
+// (SIGNOUT_QUEUE_NAME, BULK_QUEUE_NAME, BULK_PAGE_QUEUE_NAME, STATUS_TABLE_NAME in function.bicep).
 // "<queue>-poison" is where the Functions host moves a message after maxDequeueCount.
 param signOutQueueName string = 'signout-requests'
 param bulkQueueName string = 'signout-bulk'
+param bulkPageQueueName string = 'signout-bulk-pages'
 param statusTableName string = 'signouttasks'
 
 var queueNames = [
@@ -33,6 +34,8 @@ var queueNames = [
   '${signOutQueueName}-poison'
   bulkQueueName
   '${bulkQueueName}-poison'
+  bulkPageQueueName
+  '${bulkPageQueueName}-poison'
 ]
 
 // Containers the Functions host itself uses in AzureWebJobsStorage: function keys

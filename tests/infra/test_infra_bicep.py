@@ -84,6 +84,7 @@ EXPLICIT_SETTINGS = [
     "RETRY_BASE_SECONDS",
     "GRAPH_TIMEOUT_SECONDS",
     "BULK_QUEUE_NAME",
+    "BULK_PAGE_QUEUE_NAME",
     "ALLOW_ALL_USERS",
     "CALLBACK_ALLOWED_HOSTS",
     "REQUIRE_APP_ROLES",
@@ -106,6 +107,7 @@ SETTING_DEFAULTS = {
 NAME_DEFAULTS = {
     "SIGNOUT_QUEUE_NAME": ("signOutQueueName", "signout-requests"),
     "BULK_QUEUE_NAME": ("bulkQueueName", "signout-bulk"),
+    "BULK_PAGE_QUEUE_NAME": ("bulkPageQueueName", "signout-bulk-pages"),
     "STATUS_TABLE_NAME": ("statusTableName", "signouttasks"),
 }
 
@@ -382,7 +384,9 @@ def test_queues_and_status_table_are_created(storage_bicep):
     assert loop["array_name"] == "queueNames"
     assert body(queue_resources["queues"])["name"] == loop["item_name"]
     queues = {interpolate(name, defaults) if "${" in name else defaults.get(name, name) for name in variable(storage_bicep, "queueNames")}
-    assert queues == {"signout-requests", "signout-requests-poison", "signout-bulk", "signout-bulk-poison"}
+    assert queues == {
+        "signout-requests", "signout-requests-poison", "signout-bulk", "signout-bulk-poison", "signout-bulk-pages", "signout-bulk-pages-poison"
+    }  # fmt: skip
 
     _, table = one_resource(storage_bicep, "Microsoft.Storage/storageAccounts/tableServices/tables")
     assert defaults[body(table)["name"]] == "signouttasks"

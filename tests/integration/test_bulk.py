@@ -10,7 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.data.tables import TableClient
+from azure.storage.queue import QueueClient
 
+from shared.messages import JobPageMessage
 from tests.integration.helpers import Sim, new_user, sign_out, wait_for_terminal
 from tools.local_stack import LocalStack
 
@@ -161,3 +164,42 @@ def test_idempotency_key_makes_a_retried_bulk_request_one_job(bulk_api: httpx.Cl
     wait_for_job(bulk_api, first.headers["Location"])
     assert [bulk_sim.user(m["id"])["revokeCount"] for m in members] == [1, 1, 1]
     assert bulk_api.post("/api/signouts", json={"group": group, "description": "other"}, headers=key).status_code == 422
+
+
+def test_a_poisoned_page_fails_the_job_and_stops_its_enumeration(bulk_stack: LocalStack, bulk_api: httpx.Client, bulk_sim: Sim) -> None:
+    group, members = group_of(bulk_sim, 3)
+    bulk_sim.http.post("/_sim/faults", json=[{"status": 503, "path_contains": group, "count": 1000}]).raise_for_status()
+    try:
+        response = bulk_api.post("/api/signouts", json={"group": group})
+        job_id = response.json()["job"]["id"]
+        # What the host does after the page's 5th failed delivery: move it to the poison queue.
+        pages = QueueClient.from_connection_string(bulk_stack.azurite.connection_string, "signout-bulk-pages-poison")
+        pages.send_message(JobPageMessage(job_id, 1).to_text())
+        job = wait_for_job(bulk_api, response.headers["Location"], timeout=30)
+    finally:
+        bulk_sim.http.request("DELETE", "/_sim/faults")
+    assert job["state"] == "failed" and "poison" in job["error"] and "page 1" in job["error"]
+    time.sleep(6)  # Graph answers again and the page's own retry comes (visibilityTimeout 5 s)
+    assert bulk_api.get(response.headers["Location"]).json()["pagesEnumerated"] == 0
+    assert all(bulk_sim.user(m["id"])["revokeCount"] == 0 for m in members)
+
+
+def test_a_redelivered_page_restores_missing_index_rows_and_duplicates_none(bulk_stack: LocalStack, bulk_api: httpx.Client, bulk_sim: Sim) -> None:
+    group, members = group_of(bulk_sim, 3)
+    url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
+    job = wait_for_job(bulk_api, url)
+    [task] = [t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]]
+    # The last run stopped between the task record and its user's index row: remove the row.
+    table = TableClient.from_connection_string(bulk_stack.azurite.connection_string, "signouttasks")
+    query = "TaskId eq @id and PartitionKey ne @log"
+    [user_row] = list(table.query_entities(query, parameters={"id": task["id"], "log": "log"}))
+    table.delete_entity(user_row["PartitionKey"], user_row["RowKey"])
+    QueueClient.from_connection_string(bulk_stack.azurite.connection_string, "signout-bulk-pages").send_message(JobPageMessage(job["id"], 1).to_text())
+    deadline = time.monotonic() + 20
+    while not [t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]]:
+        assert time.monotonic() < deadline, "the redelivered page did not restore the user's index row"
+        time.sleep(0.2)
+    log = bulk_api.get("/api/signouts", params={"since": job["createdAt"], "top": "100"}).json()["tasks"]
+    assert sorted(t["id"] for t in log if t["jobId"] == job["id"]) == sorted({t["id"] for t in log if t["jobId"] == job["id"]})
+    assert len([t for t in log if t["jobId"] == job["id"]]) == 3
+    assert all(bulk_sim.user(m["id"])["revokeCount"] == 1 for m in members)

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
@@ -214,7 +214,10 @@ class Env:
         return TableServiceClient.from_connection_string(self.stack.azurite.connection_string).get_table_client(TABLE)
 
     def records(self, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        return [dict(e) for e in self.table.query_entities("RowKey eq 'task'") if predicate(e)]
+        try:
+            return [dict(e) for e in self.table.query_entities("RowKey eq 'task'") if predicate(e)]
+        except ResourceNotFoundError:  # the app creates its table on first use
+            return []
 
     def use_devhost(self, fresh: bool = False, **overrides: str) -> None:
         """Let earlier work finish, then make sure the dev host runs with the stack's settings plus

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import uuid
 from typing import Any
 
@@ -105,6 +106,27 @@ def test_redelivered_message_cannot_move_a_finished_task_back(stack: LocalStack,
     again = status(api, task_id)
     assert again["status"] == "succeeded" and again["updatedAt"] == first["updatedAt"]
     assert sim.user(user["id"])["revokeCount"] == 1
+
+
+def test_duplicate_message_during_a_running_attempt_revokes_nothing_more(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:
+    user = new_user(sim, "duplicate")
+    task_id = create_record(stack, user["id"])
+    text = TaskMessage(task_id, parse_user(user["id"])).to_text()
+    sim.http.post("/_sim/config", json={"latency_ms": 1000}).raise_for_status()  # an attempt lasts ~3 s
+    try:
+        queue(stack).send_message(text)
+        deadline = time.monotonic() + 20
+        while api.get(f"/api/signouts/{task_id}").json()["status"] != "in_progress":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        queue(stack).send_message(text)  # a second copy, as a redelivered page or direct request queues
+        record = status(api, task_id)
+    finally:
+        sim.http.post("/_sim/config", json={"latency_ms": 0})
+    time.sleep(2)  # the copy was picked up long ago (host.json polls every 0.5 s)
+    assert (record["status"], record["attempts"]) == ("succeeded", 1)
+    assert sim.user(user["id"])["revokeCount"] == 1
+    assert api.get(f"/api/signouts/{task_id}").json()["updatedAt"] == record["updatedAt"]
 
 
 def test_logic_apps_direct_request_becomes_a_task(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:

@@ -1,0 +1,112 @@
+"""Bulk job counts, committed in groups.
+
+Each count is a marker row (the task's start or outcome, so a redelivered message never counts
+twice) plus 1 in a counter shard, in one Table transaction. Counting each task on its own costs
+two storage calls twice per task, a large share of a bulk task's cost; here a process commits
+everything that arrived while its previous commit was in flight in one transaction per job
+(group commit). Nobody waits for a timer: a lone count commits at once. A caller returns only
+once its count is committed, so a finished invocation has always been counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from shared.status_store import AlreadyCounted, ConcurrentUpdate, StatusStore
+
+SHARDS = 16
+MAX_MARKERS_PER_COMMIT = 99  # a transaction holds 100 operations: the markers and one shard
+
+
+@dataclass
+class _Count:
+    partition: str
+    marker: str
+    field_name: str
+    done: asyncio.Future[None]
+
+
+@dataclass
+class JobCounts:
+    store: StatusStore
+    _waiting: list[_Count] = field(default_factory=list)
+    _committing: asyncio.Task[None] | None = None
+
+    async def add(self, partition: str, marker: str, field_name: str) -> None:
+        """Count `field_name` once for `marker`; returns when committed."""
+        count = _Count(partition, marker, field_name, asyncio.get_running_loop().create_future())
+        self._waiting.append(count)
+        if self._committing is None:
+            self._committing = asyncio.create_task(self._commit_waiting())
+        await asyncio.shield(count.done)  # a cancelled caller does not cancel the others' commit
+
+    async def _commit_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await asyncio.gather(*(self._commit(group) for group in _groups(batch)))
+        finally:
+            self._committing = None
+
+    async def _commit(self, group: list[_Count]) -> None:
+        markers = {count.marker: count.field_name for count in group}
+        try:
+            await self.store.add_counts(group[0].partition, markers, SHARDS)
+        except AlreadyCounted:  # a redelivery among them: count each on its own
+            await asyncio.gather(*(self._commit_one(count) for count in group))
+            return
+        except Exception as exc:  # storage failed: each invocation fails and is retried by the host
+            _settle(group, exc)
+            return
+        _settle(group, None)
+
+    async def _commit_one(self, count: _Count) -> None:
+        try:
+            for _ in range(20):
+                try:
+                    await self.store.add_counts(count.partition, {count.marker: count.field_name}, SHARDS)
+                    break
+                except AlreadyCounted:
+                    if await self.store.get_row(count.partition, count.marker):
+                        break  # counted before
+            else:
+                raise ConcurrentUpdate(count.partition)
+        except Exception as exc:
+            _settle([count], exc)
+            return
+        _settle([count], None)
+
+
+def _groups(batch: list[_Count]) -> list[list[_Count]]:
+    """Per job partition, distinct markers, at most MAX_MARKERS_PER_COMMIT per group; a marker
+    that appears twice (two copies of one message) is settled with its first occurrence."""
+    by_partition: dict[str, dict[str, list[_Count]]] = defaultdict(dict)
+    for count in batch:
+        by_partition[count.partition].setdefault(count.marker, []).append(count)
+    groups: list[list[_Count]] = []
+    for markers in by_partition.values():
+        firsts = [copies[0] for copies in markers.values()]
+        for start in range(0, len(firsts), MAX_MARKERS_PER_COMMIT):
+            groups.append(firsts[start : start + MAX_MARKERS_PER_COMMIT])
+    for markers in by_partition.values():
+        for copies in markers.values():
+            for extra in copies[1:]:
+                copies[0].done.add_done_callback(lambda first, extra=extra: _follow(first, extra))
+    return groups
+
+
+def _follow(first: asyncio.Future[None], extra: _Count) -> None:
+    if not extra.done.done():
+        extra.done.set_exception(first.exception()) if first.exception() else extra.done.set_result(None)
+
+
+def _settle(group: list[_Count], error: Exception | None) -> None:
+    for count in group:
+        if count.done.done():
+            continue
+        if error is None:
+            count.done.set_result(None)
+        else:
+            count.done.set_exception(error)

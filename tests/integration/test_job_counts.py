@@ -1,0 +1,40 @@
+"""Bulk job counts against Azurite: group commits count every marker exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from shared.job_counts import JobCounts
+from shared.status_store import StatusStore
+from shared.storage import StorageConnection, table_service
+from tools.local_stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+
+async def counted(stack: LocalStack, additions: list[list[tuple[str, str]]]) -> dict[str, int]:
+    """Run each inner list as one burst of concurrent additions, bursts one after another."""
+    store = StatusStore(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "jobcountstest")
+    partition = f"jobcount-{uuid.uuid4()}"
+    try:
+        counts = JobCounts(store)
+        for burst in additions:
+            await asyncio.gather(*(counts.add(partition, marker, name) for marker, name in burst))
+        return await store.sum_counts(partition)
+    finally:
+        await store.close()
+
+
+def test_a_burst_is_counted_once_per_marker_even_with_copies(stack: LocalStack) -> None:
+    burst = [(f"done-{i}", "succeeded" if i % 3 else "failed") for i in range(250)]  # more than one transaction
+    burst += burst[:10]  # two copies of the same message at once
+    assert asyncio.run(counted(stack, [burst])) == {"succeeded": 166, "failed": 84}
+
+
+def test_redelivered_markers_among_new_ones_count_only_the_new(stack: LocalStack) -> None:
+    first = [(f"start-{i}", "started") for i in range(20)]
+    again = first[5:15] + [(f"start-{i}", "started") for i in range(20, 40)]
+    assert asyncio.run(counted(stack, [first, again])) == {"started": 40}
