@@ -43,6 +43,7 @@ class Job:
     correlation_id: str | None
     requested_by: dict[str, str] | None
     created_at: datetime
+    started_at: datetime | None = None  # its first page was read
     pages_done: int = 0
     discovered: int = 0
     next_link: str | None = None
@@ -60,7 +61,7 @@ class Job:
         entity = {
             "PartitionKey": self.id, "RowKey": JOB_ROW, "GroupId": self.group_id, "Description": self.description,
             "CorrelationId": self.correlation_id, "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
-            "CreatedAt": self.created_at, "PagesDone": self.pages_done, "Discovered": self.discovered, "NextLink": self.next_link,
+            "CreatedAt": self.created_at, "StartedAt": self.started_at, "PagesDone": self.pages_done, "Discovered": self.discovered, "NextLink": self.next_link,
             "NextPageQueued": self.next_page_queued, "Enumerated": self.enumerated, "FinishedAt": self.finished_at,
             "Error": self.error,
         }  # fmt: skip
@@ -71,7 +72,7 @@ class Job:
         return cls(
             id=entity["PartitionKey"], group_id=entity.get("GroupId"), description=entity.get("Description", ""),
             correlation_id=entity.get("CorrelationId"), requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
-            created_at=entity["CreatedAt"], pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
+            created_at=entity["CreatedAt"], started_at=entity.get("StartedAt"), pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
             next_link=entity.get("NextLink"), next_page_queued=entity.get("NextPageQueued", False),
             enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), error=entity.get("Error"), etag=etag,
         )  # fmt: skip
@@ -117,7 +118,7 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
         await _stop(rt, job, f"Graph answered {failure.status} {failure.code}: {failure.message}{hint}")
         return
     if message.page == job.pages_done + 1:
-        job = replace(job, pages_done=message.page, next_link=page.next_link, next_page_queued=False,
+        job = replace(job, pages_done=message.page, next_link=page.next_link, next_page_queued=False, started_at=job.started_at or utcnow(),
                       enumerated=page.next_link is None, discovered=job.discovered + len(set(page.users)))  # fmt: skip
         job = replace(job, etag=await rt.store.replace_row(job.to_entity(), job.etag or ""))
         log.info("job %s: page %d, %d users (%d so far)", job.id, message.page, len(page.users), job.discovered)
@@ -209,6 +210,7 @@ async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
         },
         "pagesEnumerated": job.pages_done,
         "createdAt": iso(job.created_at),
+        "startedAt": iso(job.started_at),
         "finishedAt": iso(job.finished_at),
     }
     return report, finished

@@ -5,7 +5,8 @@ semantics (HTTP, Storage queue and timer triggers) against Azurite, where Core T
 
 Configured by environment variables with the app-setting names used in Azure, plus DEVHOST_*
 knobs: DEVHOST_FUNCTION_KEY (require keys on non-anonymous routes), DEVHOST_MESSAGE_LEASE_SECONDS
-(queue message lease, 600 as in Azure), DEVHOST_HOST_JSON. Prints `devhost ready on URL` once
+(queue message lease, 600 as in Azure), DEVHOST_HOST_JSON; `AzureWebJobs.<function>.Disabled=true`
+leaves a function out, as the host does. Prints `devhost ready on URL` once
 serving. One event loop runs everything, as in the Python worker: async functions are awaited on
 it, sync ones run in a thread pool.
 """
@@ -501,6 +502,9 @@ class DevHost:
             raise StartupError("DEVHOST_MESSAGE_LEASE_SECONDS must be at least 1")
         for function in app.get_functions():  # builds and validates; only call it once
             invoker, trigger = Invoker(function, self.executor), function.get_trigger()
+            if env.get(f"AzureWebJobs.{invoker.name}.Disabled", "").strip().lower() in ("true", "1"):
+                log.info("Function '%s' is disabled (AzureWebJobs.%s.Disabled)", invoker.name, invoker.name)
+                continue
             if trigger.type == "httpTrigger":
                 self.routes.append(Route.build(invoker, prefix, trigger.route, trigger.methods,
                                                trigger.auth_level))

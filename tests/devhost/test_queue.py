@@ -4,6 +4,8 @@ from __future__ import annotations
 import base64
 import time
 
+import httpx
+
 from .conftest import Sample
 
 
@@ -88,3 +90,14 @@ def test_timer_trigger(sample) -> None:
     s: Sample = sample(env={"SAMPLE_SCHEDULE": "*/1 * * * * *", "SAMPLE_TIMER_ON_STARTUP": "1"})
     timers = s.results.wait(lambda r: len([x for x in r if x["kind"] == "timer"]) >= 3, timeout=10)
     assert all(t["past_due"] is False for t in timers)
+
+
+def test_a_disabled_function_is_left_out_as_the_host_does(sample) -> None:
+    s: Sample = sample(env={"AzureWebJobs.work.Disabled": "true", "AzureWebJobs.get_item.Disabled": "1"})
+    s.queue.create_queue()  # no listener creates it
+    s.send("parked")
+    time.sleep(1.5)  # several polling intervals
+    assert s.queue.get_queue_properties().approximate_message_count == 1  # nobody took it
+    assert httpx.get(s.host.url + "/api/items/5").status_code == 404
+    assert httpx.get(s.host.url + "/api/users/me").status_code == 200  # the others still run
+    assert "Function 'work' is disabled" in s.host.log

@@ -74,6 +74,7 @@ def test_group_job_signs_out_transitive_members_once_and_skips_protected(bulk_ap
     assert job["state"] == "finished" and job["target"] == {"group": group}
     assert job["counts"] == {"discovered": 10, "queued": 0, "inProgress": 0, "succeeded": 9, "failed": 0, "skipped": 1}
     assert job["pagesEnumerated"] == 3  # 10 members, 4 per page
+    assert job["createdAt"] <= job["startedAt"] <= job["finishedAt"]
     assert all(bulk_sim.user(m["id"])["revokeCount"] == 1 for m in members)
     assert bulk_sim.user(breakglass["id"])["revokeCount"] == 0
     task = bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"][0]
