@@ -12,7 +12,7 @@ from shared.health import check_health
 from shared.http import absolute_url, endpoint, json_response
 from shared.alerts import parse_alert
 from shared.intake import accept, accept_alert, idempotent
-from shared.jobs import create_job, get_job, job_report
+from shared.jobs import Job, JobFinished, cancel_job, create_job, get_job, job_report
 from shared.messages import is_task_id
 from shared.models import TaskRecord
 from shared.principal import CREATE_ROLE, READ_ROLE, authorize
@@ -101,18 +101,39 @@ def job_url(req: func.HttpRequest, job_id: str) -> str:
 @endpoint
 async def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
     authorize(req, READ_ROLE)
-    job_id = req.route_params.get("id", "")
+    return await _job_response(req, await _existing_job(req.route_params.get("id", "")))
+
+
+async def _existing_job(job_id: str) -> Job:
     if not is_task_id(job_id):
         raise Problem(400, "Invalid job id", "a job id is a lowercase GUID", [field_error("/id", "is not a job id")])
     job = await get_job(runtime(), job_id)
     if job is None:
         raise Problem(404, "Job not found", f"no bulk sign-out job {job_id}")
+    return job
+
+
+async def _job_response(req: func.HttpRequest, job: Job) -> func.HttpResponse:
+    """The job report: 202 with Location and Retry-After until it has finished, then 200."""
     report, finished = await job_report(runtime(), job)
-    url = job_url(req, job_id)
+    url = job_url(req, job.id)
     report["statusUrl"] = url
     if finished:
         return json_response(report)
     return json_response(report, 202, {"Location": url, "Retry-After": JOB_POLL_SECONDS})
+
+
+@bp.route(route="jobs/{id}/cancel", methods=["POST"])
+@endpoint
+async def cancel_job_request(req: func.HttpRequest) -> func.HttpResponse:
+    """Stop a bulk job: no further page is read and tasks that have not started are skipped."""
+    requested_by = authorize(req, CREATE_ROLE)
+    job = await _existing_job(req.route_params.get("id", ""))
+    try:
+        job = await cancel_job(runtime(), job, requested_by)
+    except JobFinished:
+        raise Problem(409, "Job already finished", f"bulk job {job.id} has finished; there is nothing left to cancel") from None
+    return await _job_response(req, job)
 
 
 @bp.route(route="alerts", methods=["POST"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -51,6 +52,8 @@ class Job:
     enumerated: bool = False
     finished_at: datetime | None = None
     error: str | None = None  # enumeration stopped for good (unknown group, missing permission)
+    cancelled_at: datetime | None = None
+    cancelled_by: dict[str, str] | None = None
     etag: str | None = None
 
     @property
@@ -63,7 +66,8 @@ class Job:
             "CorrelationId": self.correlation_id, "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
             "CreatedAt": self.created_at, "StartedAt": self.started_at, "PagesDone": self.pages_done, "Discovered": self.discovered, "NextLink": self.next_link,
             "NextPageQueued": self.next_page_queued, "Enumerated": self.enumerated, "FinishedAt": self.finished_at,
-            "Error": self.error,
+            "Error": self.error, "CancelledAt": self.cancelled_at,
+            "CancelledBy": json.dumps(self.cancelled_by) if self.cancelled_by else None,
         }  # fmt: skip
         return {key: value for key, value in entity.items() if value is not None}
 
@@ -74,7 +78,8 @@ class Job:
             correlation_id=entity.get("CorrelationId"), requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
             created_at=entity["CreatedAt"], started_at=entity.get("StartedAt"), pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
             next_link=entity.get("NextLink"), next_page_queued=entity.get("NextPageQueued", False),
-            enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), error=entity.get("Error"), etag=etag,
+            enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), error=entity.get("Error"),
+            cancelled_at=entity.get("CancelledAt"), cancelled_by=json.loads(entity["CancelledBy"]) if entity.get("CancelledBy") else None, etag=etag,
         )  # fmt: skip
 
     def task_id(self, user_id: str) -> str:
@@ -106,6 +111,9 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     if job.error:
         log.warning("job %s stopped (%s); page %d dropped", job.id, job.error, message.page)
         return
+    if job.cancelled_at and message.page > job.pages_done:
+        log.info("job %s was cancelled; page %d is not read", job.id, message.page)
+        return  # a page recorded before the cancel still gets its tasks: they are skipped
     if message.page > job.pages_done + 1:
         log.warning("job %s: page %d is ahead of page %d; dropped", job.id, message.page, job.pages_done + 1)
         return
@@ -173,6 +181,44 @@ async def _create_tasks(rt: Runtime, job: Job, users: list[PageUser]) -> None:
     await rt.store.add_log_rows(list(stored))  # keyed by each record's own creation time: upserts
 
 
+class JobFinished(Exception):
+    """The job has finished: there is nothing left to cancel."""
+
+
+async def cancel_job(rt: Runtime, job: Job, cancelled_by: dict[str, str] | None) -> Job:
+    """Stop the job: no further page is read, and its tasks that have not started are skipped
+    when their message comes (within CANCEL_CHECK_SECONDS); running ones finish. Idempotent."""
+    for _ in range(10):
+        if job.cancelled_at:
+            return job
+        if job.error or job.finished_at:
+            raise JobFinished(job.id)
+        cancelled = replace(job, cancelled_at=utcnow(), cancelled_by=cancelled_by)
+        try:
+            return replace(cancelled, etag=await rt.store.replace_row(cancelled.to_entity(), job.etag or ""))
+        except ConcurrentUpdate:  # a page was recorded meanwhile: look again
+            job = await get_job(rt, job.id) or job
+    raise ConcurrentUpdate(job.id)
+
+
+CANCEL_CHECK_SECONDS = 5.0
+_cancel_checks: dict[str, tuple[float, bool]] = {}  # job id -> (monotonic time read, cancelled)
+
+
+async def job_cancelled(rt: Runtime, job_id: str) -> bool:
+    """Whether the job was cancelled; read at most every CANCEL_CHECK_SECONDS per process, so
+    that 100,000 tasks do not read their job 100,000 times. A cancel is never undone."""
+    now = time.monotonic()
+    checked = _cancel_checks.get(job_id)
+    if checked and (checked[1] or now - checked[0] < CANCEL_CHECK_SECONDS):
+        return checked[1]
+    job = await get_job(rt, job_id)
+    if len(_cancel_checks) > 1000:
+        _cancel_checks.clear()
+    _cancel_checks[job_id] = (now, bool(job and job.cancelled_at))
+    return _cancel_checks[job_id][1]
+
+
 async def count_task(rt: Runtime, record: TaskRecord) -> None:
     """Count a bulk task's start and its outcome on its job, exactly once each."""
     if record.job_id is None:
@@ -189,7 +235,7 @@ async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
     counts = await rt.store.sum_counts(job.counter_partition)
     done = sum(counts.get(outcome, 0) for outcome in OUTCOMES)
     started = max(counts.get("started", 0), done)
-    finished = bool(job.error) or (job.enumerated and done >= job.discovered)
+    finished = bool(job.error) or ((job.enumerated or bool(job.cancelled_at)) and done >= job.discovered)
     if finished and job.finished_at is None:
         job = replace(job, finished_at=utcnow())
         with suppress(ConcurrentUpdate):  # a concurrent poll recorded it first
@@ -197,7 +243,7 @@ async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
     report = {
         "id": job.id,
         "target": {"group": job.group_id} if job.group_id else {"allUsers": True},
-        "state": "failed" if job.error else "finished" if finished else ("running" if job.enumerated else "enumerating"),
+        "state": _state(job, finished),
         "error": job.error,
         "description": job.description,
         "correlationId": job.correlation_id,
@@ -212,6 +258,18 @@ async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
         "createdAt": iso(job.created_at),
         "startedAt": iso(job.started_at),
         "finishedAt": iso(job.finished_at),
+        "cancelledAt": iso(job.cancelled_at),
+        "cancelledBy": job.cancelled_by,
     }
     return report, finished
 
+
+
+def _state(job: Job, finished: bool) -> str:
+    if job.error:
+        return "failed"
+    if job.cancelled_at:
+        return "cancelled" if finished else "cancelling"
+    if finished:
+        return "finished"
+    return "running" if job.enumerated else "enumerating"

@@ -27,7 +27,7 @@ TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPE
 # message is redelivered after a crash; in_progress -> queued when a transient error
 # reschedules it; queued/in_progress -> failed when its message is poisoned.
 ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.QUEUED: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.FAILED}),
+    TaskStatus.QUEUED: frozenset({TaskStatus.IN_PROGRESS, TaskStatus.FAILED, TaskStatus.SKIPPED}),  # skipped: job cancelled
     TaskStatus.IN_PROGRESS: frozenset(
         {TaskStatus.IN_PROGRESS, TaskStatus.QUEUED, TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED}
     ),
@@ -50,6 +50,7 @@ class ErrorCategory(str, Enum):
     INVALID_REQUEST = "invalid_request"
     GAVE_UP = "gave_up"
     PROTECTED_ACCOUNT = "protected_account"
+    CANCELLED = "cancelled"  # its bulk job was cancelled before the task started
     TRANSIENT = "transient"  # last error of a task that is being retried
 
 

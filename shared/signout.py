@@ -19,7 +19,7 @@ from shared.callbacks import deliver
 from shared.graph import GraphFailure, GraphUser
 from shared.identifiers import UserRef
 from shared.logs import state_change
-from shared.jobs import count_task, page_poisoned, process_page
+from shared.jobs import count_task, job_cancelled, page_poisoned, process_page
 from shared.messages import DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
 from shared.models import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
@@ -142,6 +142,10 @@ async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id
     if _attempt_running_elsewhere(record, message_id):
         log.info("task %s: its attempt runs under another message; this copy looks again later", record.id)
         await rt.queue.put(lane.queue, message.to_text(), ATTEMPT_GRACE.total_seconds())
+        return
+    if record.job_id and record.status is TaskStatus.QUEUED and await job_cancelled(rt, record.job_id):
+        error = TaskError(ErrorCategory.CANCELLED, f"not signed out: bulk job {record.job_id} was cancelled before this task started")
+        await _move(rt, record, TaskStatus.SKIPPED, error=error)
         return
     if record.attempts >= rt.settings.max_attempts:  # crashed mid-attempt too often
         await _give_up(rt, record, "the task's attempts ended without a result")

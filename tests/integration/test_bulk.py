@@ -81,6 +81,7 @@ def test_group_job_signs_out_transitive_members_once_and_skips_protected(bulk_ap
     assert (task["jobId"], task["source"], task["description"]) == (job["id"], "bulk", "INC-7 compromised team")
     revokes = [r for r in bulk_sim.requests() if r["method"] == "POST" and any(m["id"] in r["path"] for m in members)]
     assert {r["x-ms-throttle-priority"] for r in revokes} == {"low"}
+    assert bulk_api.post(response.headers["Location"] + "/cancel").status_code == 409  # finished: nothing to cancel
 
 
 def test_all_users_needs_the_explicit_confirmation(bulk_api: httpx.Client) -> None:
@@ -204,3 +205,36 @@ def test_a_redelivered_page_restores_missing_index_rows_and_duplicates_none(bulk
     assert sorted(t["id"] for t in log if t["jobId"] == job["id"]) == sorted({t["id"] for t in log if t["jobId"] == job["id"]})
     assert len([t for t in log if t["jobId"] == job["id"]]) == 3
     assert all(bulk_sim.user(m["id"])["revokeCount"] == 1 for m in members)
+
+
+def test_cancelling_a_job_skips_the_tasks_that_have_not_started(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
+    group, members = group_of(bulk_sim, 30)
+    bulk_sim.http.post("/_sim/config", json={"latency_ms": 300}).raise_for_status()
+    try:
+        url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
+        deadline = time.monotonic() + 20
+        while bulk_api.get(url).json()["counts"]["succeeded"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        cancelled = bulk_api.post(url + "/cancel")
+        assert cancelled.status_code == 202, cancelled.text
+        assert cancelled.json()["state"] == "cancelling" and cancelled.json()["cancelledAt"]
+        assert bulk_api.post(url + "/cancel").json()["cancelledAt"] == cancelled.json()["cancelledAt"]  # idempotent
+        job = wait_for_job(bulk_api, url)
+    finally:
+        bulk_sim.http.post("/_sim/config", json={"latency_ms": 0})
+    counts = job["counts"]
+    assert job["state"] == "cancelled"
+    assert counts["skipped"] > 0 and counts["failed"] == 0 and counts["queued"] == counts["inProgress"] == 0
+    assert counts["succeeded"] + counts["skipped"] == counts["discovered"] <= 30
+    revoked = [m for m in members if bulk_sim.user(m["id"])["revokeCount"]]
+    assert len(revoked) == counts["succeeded"]  # nobody skipped was signed out
+    skipped = [t for m in members for t in bulk_api.get("/api/signouts", params={"user": m["id"]}).json()["tasks"] if t["status"] == "skipped"]
+    assert {t["error"]["category"] for t in skipped} == {"cancelled"} and len(skipped) == counts["skipped"]
+    again = bulk_api.post(url + "/cancel")
+    assert again.status_code == 200 and again.json()["cancelledAt"] == cancelled.json()["cancelledAt"]
+
+
+def test_cancelling_unknown_jobs(bulk_api: httpx.Client) -> None:
+    assert bulk_api.post(f"/api/jobs/{uuid.uuid4()}/cancel").status_code == 404
+    assert bulk_api.post("/api/jobs/nope/cancel").status_code == 400
