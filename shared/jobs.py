@@ -191,7 +191,7 @@ async def cancel_job(rt: Runtime, job: Job, cancelled_by: dict[str, str] | None)
     for _ in range(10):
         if job.cancelled_at:
             return job
-        if job.error or job.finished_at:
+        if job.error or job.finished_at or (await job_report(rt, job))[1]:
             raise JobFinished(job.id)
         cancelled = replace(job, cancelled_at=utcnow(), cancelled_by=cancelled_by)
         try:
@@ -227,7 +227,11 @@ async def count_task(rt: Runtime, record: TaskRecord) -> None:
     if record.status is TaskStatus.IN_PROGRESS:
         await rt.counts.add(partition, f"start-{record.id}", "started")
     elif record.status.is_terminal:
-        await rt.counts.add(partition, f"done-{record.id}", record.status.value)
+        done = rt.counts.add(partition, f"done-{record.id}", record.status.value)
+        if record.attempts == 0:  # finished without starting (cancelled, poisoned): it left the queue too
+            await asyncio.gather(rt.counts.add(partition, f"start-{record.id}", "started"), done)
+        else:
+            await done
 
 
 async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
