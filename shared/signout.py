@@ -141,7 +141,8 @@ async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id
         return
     if _attempt_running_elsewhere(record, message_id):
         log.info("task %s: its attempt runs under another message; this copy looks again later", record.id)
-        await rt.queue.put(lane.queue, message.to_text(), ATTEMPT_GRACE.total_seconds())
+        remaining = ATTEMPT_GRACE - (utcnow() - record.updated_at)  # when that attempt counts as ended
+        await rt.queue.put(lane.queue, message.to_text(), max(1.0, remaining.total_seconds()))
         return
     if record.job_id and record.status is TaskStatus.QUEUED and await job_cancelled(rt, record.job_id):
         error = TaskError(ErrorCategory.CANCELLED, f"not signed out: bulk job {record.job_id} was cancelled before this task started")
