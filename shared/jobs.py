@@ -4,8 +4,10 @@ Fan-out scales to any tenant: the job's first page message is queued when the jo
 each page invocation reads one Graph page (999 users), creates that page's tasks (ids derived
 from job + user, so a redelivered page creates no duplicates), records the page on the job
 (ETag-guarded), then queues the next page. No invocation runs long and memory stays flat; a
-crash resumes at the page that was not recorded. Tasks go to the bulk queue, apart from the
-alert-driven ones, and their Graph calls say `x-ms-throttle-priority: low`.
+crash resumes at the page that was not recorded. Pages wait while BULK_BACKLOG_PAGES pages of
+the job's tasks have not started, so enumeration keeps just ahead of the paced workers. Tasks go
+to the bulk queue, apart from the alert-driven ones, and their Graph calls say
+`x-ms-throttle-priority: low`.
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     if message.page > job.pages_done + 1:
         log.warning("job %s: page %d is ahead of page %d; dropped", job.id, message.page, job.pages_done + 1)
         return
+    if message.page == job.pages_done + 1 and (wait := await _backlog_wait(rt, job)):
+        await rt.queue.put(rt.settings.bulk_page_queue, message.to_text(), wait)
+        return
     try:
         page = (await rt.graph.list_users(job.group_id, message.link, job.id, rt.settings.graph_page_size)).value
     except GraphFailure as failure:
@@ -133,6 +138,22 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     if message.page == job.pages_done:
         await _queue_next_page(rt, job)
     await _create_tasks(rt, job, list(dict.fromkeys(page.users)))
+
+
+async def _backlog_wait(rt: Runtime, job: Job) -> float:
+    """Seconds until the next page is worth reading: enumeration stays at most
+    BULK_BACKLOG_PAGES pages of unstarted tasks ahead of the workers. The queue stays short, a
+    cancel leaves little to skip, and task creation spreads over the job instead of crowding its
+    first minutes. 0: read it now."""
+    limit = rt.settings.bulk_backlog_pages * rt.settings.graph_page_size
+    if not limit or job.discovered < limit:
+        return 0.0
+    counts = await rt.store.sum_counts(job.counter_partition)
+    waiting = job.discovered - max(counts.get("started", 0), sum(counts.get(o, 0) for o in OUTCOMES))
+    if waiting < limit:
+        return 0.0
+    # Until about one page of the backlog is left, at the write pace; re-checked at least every minute.
+    return min(60.0, max(1.0, (waiting - rt.settings.graph_page_size) / rt.settings.graph_writes_per_second))
 
 
 async def page_poisoned(rt: Runtime, message: JobPageMessage) -> None:

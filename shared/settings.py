@@ -35,6 +35,7 @@ SETTING_NAMES = (
     "ALLOW_ALL_USERS",
     "GRAPH_WRITES_PER_SECOND",
     "GRAPH_PAGE_SIZE",
+    "BULK_BACKLOG_PAGES",
 )
 # Logic Apps' callback hosts (prod-NN.<region>.logic.azure.com and the sovereign clouds).
 DEFAULT_CALLBACK_HOSTS = ("*.logic.azure.com", "*.logic.azure.us", "*.logic.azure.cn")
@@ -63,6 +64,8 @@ class Settings:
     # 97 % of Graph's identity write quota for one app+tenant (3,000 per 150 s); per instance.
     graph_writes_per_second: float = 19.4
     graph_page_size: int = 999  # users per enumeration page: Graph's maximum $top
+    # Pages of a job's tasks that may wait unstarted before its enumeration waits too (0: no limit).
+    bulk_backlog_pages: int = 2
 
     @property
     def poison_queue(self) -> str:
@@ -139,6 +142,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         allow_all_users=env.get("ALLOW_ALL_USERS", "").strip().lower() == "true",
         graph_writes_per_second=_float(env, "GRAPH_WRITES_PER_SECOND", 19.4, 0.1, 1000.0),
         graph_page_size=_int(env, "GRAPH_PAGE_SIZE", 999, 1, 999),
+        bulk_backlog_pages=_int(env, "BULK_BACKLOG_PAGES", 2, 0, 1000),
     )
 
 

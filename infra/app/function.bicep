@@ -209,6 +209,12 @@ var appSettings = [
     value: '999'
   }
   {
+    // Enumeration waits while 2 pages of a job's tasks have not started: short queues, and a
+    // cancelled job leaves at most ~3,000 tasks to skip.
+    name: 'BULK_BACKLOG_PAGES'
+    value: '2'
+  }
+  {
     name: 'ALERT_USER_DIMENSIONS'
     value: alertUserDimensions
   }

@@ -238,3 +238,21 @@ def test_cancelling_a_job_skips_the_tasks_that_have_not_started(bulk_api: httpx.
 def test_cancelling_unknown_jobs(bulk_api: httpx.Client) -> None:
     assert bulk_api.post(f"/api/jobs/{uuid.uuid4()}/cancel").status_code == 404
     assert bulk_api.post("/api/jobs/nope/cancel").status_code == 400
+
+
+def test_enumeration_waits_while_two_pages_of_tasks_have_not_started(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
+    group, members = group_of(bulk_sim, 60)  # 15 pages of 4
+    # Graph throttles the first revoke for 4 s: the workers stop while enumeration could go on.
+    throttle = {"status": 429, "method": "POST", "path_contains": "revokeSignInSessions", "headers": {"Retry-After": "4"}}
+    bulk_sim.http.post("/_sim/faults", json=[throttle]).raise_for_status()
+    url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
+    unstarted: list[int] = []
+    deadline = time.monotonic() + 90
+    while (response := bulk_api.get(url)).status_code == 202:
+        unstarted.append(response.json()["counts"]["queued"])
+        assert time.monotonic() < deadline, response.json()
+        time.sleep(0.2)
+    job = response.json()
+    assert job["counts"]["succeeded"] == 60 and job["state"] == "finished"
+    assert 8 <= max(unstarted) <= 12  # the backlog reached two pages and never passed three (BULK_BACKLOG_PAGES=2)
+    assert all(bulk_sim.user(m["id"])["revokeCount"] == 1 for m in members)
