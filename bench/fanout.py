@@ -5,7 +5,8 @@
 An allUsers job over GRAPH_SIM_USERS (+5 seed users), pages of 999 (GRAPH_PAGE_SIZE default). The
 tasks' own function is switched off with the host's app setting AzureWebJobs.bulk_worker.Disabled=true,
 so the dev host process does nothing but the fan-out (in Azure, bulk_pages scales apart from
-bulk_worker anyway) and every task message stays on the bulk queue. Measured:
+bulk_worker anyway) and every task message stays on the bulk queue; BULK_BACKLOG_PAGES=0 lets the
+enumeration run ahead of workers that never come. Measured:
 - time until the job has recorded every page (leaves "enumerating"), and until every task exists and
   is queued (the bulk queue's message count reaches the discovered count);
 - dev host memory: VmRSS sampled at 10/50/100 % of the pages, and VmHWM (peak) at the end;
@@ -45,7 +46,7 @@ def main() -> None:
     total = args.users + SEED_USERS
     pages = math.ceil(total / PAGE_SIZE)
     load = MachineLoad()
-    with local_stack(args.users, settings={"AzureWebJobs.bulk_worker.Disabled": "true"}) as stack:
+    with local_stack(args.users, settings={"AzureWebJobs.bulk_worker.Disabled": "true", "BULK_BACKLOG_PAGES": "0"}) as stack:
         api, _ = clients(stack)
         assert stack.devhost and stack.devhost.process
         pid = stack.devhost.process.pid
