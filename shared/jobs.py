@@ -103,9 +103,10 @@ async def get_job(rt: Runtime, job_id: str) -> Job | None:
 
 
 async def process_page(rt: Runtime, message: JobPageMessage) -> None:
-    """Record the page on the job and queue the next page first, then create this page's tasks:
-    enumeration runs ahead of the task messages it produces. A redelivered page fetches its
-    users again from its own link and creates whatever is missing (task ids are per job+user)."""
+    """Record the page on the job, create its tasks, then queue the next page, which is read once
+    the bulk queue's backlog allows (without a backlog limit the next page is queued first and
+    enumeration runs ahead of its tasks). A redelivered page fetches its users again from its own
+    link and creates whatever is missing (task ids are per job+user)."""
     job = await get_job(rt, message.job_id)
     if job is None:
         log.error("page %d of unknown job %s dropped", message.page, message.job_id)
@@ -119,7 +120,7 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     if message.page > job.pages_done + 1:
         log.warning("job %s: page %d is ahead of page %d; dropped", job.id, message.page, job.pages_done + 1)
         return
-    if message.page == job.pages_done + 1 and (wait := await _backlog_wait(rt, job)):
+    if message.page == job.pages_done + 1 and (wait := await _backlog_wait(rt)):
         await rt.queue.put(rt.settings.bulk_page_queue, message.to_text(), wait)
         return
     try:
@@ -135,25 +136,26 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
                       enumerated=page.next_link is None, discovered=job.discovered + len(set(page.users)))  # fmt: skip
         job = replace(job, etag=await rt.store.replace_row(job.to_entity(), job.etag or ""))
         log.info("job %s: page %d, %d users (%d so far)", job.id, message.page, len(page.users), job.discovered)
-    if message.page == job.pages_done:
-        await _queue_next_page(rt, job)
+    if message.page == job.pages_done and not rt.settings.bulk_backlog_pages:
+        job = await _queue_next_page(rt, job)
     await _create_tasks(rt, job, list(dict.fromkeys(page.users)))
+    if message.page == job.pages_done:
+        await _queue_next_page(rt, job)  # after this page's tasks, so that its backlog check sees them
 
 
-async def _backlog_wait(rt: Runtime, job: Job) -> float:
-    """Seconds until the next page is worth reading: enumeration stays at most
-    BULK_BACKLOG_PAGES pages of unstarted tasks ahead of the workers. The queue stays short, a
-    cancel leaves little to skip, and task creation spreads over the job instead of crowding its
-    first minutes. 0: read it now."""
+async def _backlog_wait(rt: Runtime) -> float:
+    """Seconds until the next page is worth reading: 0 while the bulk queue holds fewer than
+    BULK_BACKLOG_PAGES pages of messages (every job's tasks, waiting, deferred or running). So
+    enumeration keeps just ahead of the paced workers: queues stay short, a cancel leaves little
+    to skip, and creating tasks does not crowd a job's first minutes."""
     limit = rt.settings.bulk_backlog_pages * rt.settings.graph_page_size
-    if not limit or job.discovered < limit:
+    if not limit:
         return 0.0
-    counts = await rt.store.sum_counts(job.counter_partition)
-    waiting = job.discovered - max(counts.get("started", 0), sum(counts.get(o, 0) for o in OUTCOMES))
+    waiting = await rt.queue.approximate_count(rt.settings.bulk_queue)
     if waiting < limit:
         return 0.0
-    # Until about one page of the backlog is left, at the write pace; re-checked at least every minute.
-    return min(60.0, max(1.0, (waiting - rt.settings.graph_page_size) / rt.settings.graph_writes_per_second))
+    # Look again when the backlog should be under the limit at the write pace, within a minute.
+    return min(60.0, max(1.0, (waiting - limit + 1) / rt.settings.graph_writes_per_second))
 
 
 async def page_poisoned(rt: Runtime, message: JobPageMessage) -> None:
@@ -171,12 +173,15 @@ async def _stop(rt: Runtime, job: Job, reason: str) -> None:
         await rt.store.replace_row(replace(job, error=error, finished_at=utcnow()).to_entity(), job.etag or "")
 
 
-async def _queue_next_page(rt: Runtime, job: Job) -> None:
+async def _queue_next_page(rt: Runtime, job: Job) -> Job:
     if job.enumerated or job.next_page_queued:
-        return
+        return job
     await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, job.pages_done + 1, job.next_link).to_text())
-    with suppress(ConcurrentUpdate):  # a concurrent copy of this page recorded it
-        await rt.store.replace_row(replace(job, next_page_queued=True).to_entity(), job.etag or "")
+    queued = replace(job, next_page_queued=True)
+    try:
+        return replace(queued, etag=await rt.store.replace_row(queued.to_entity(), job.etag or ""))
+    except ConcurrentUpdate:  # a concurrent copy of this page recorded it
+        return queued
 
 
 async def _create_tasks(rt: Runtime, job: Job, users: list[PageUser]) -> None:

@@ -64,8 +64,9 @@ class Settings:
     # 97 % of Graph's identity write quota for one app+tenant (3,000 per 150 s); per instance.
     graph_writes_per_second: float = 19.4
     graph_page_size: int = 999  # users per enumeration page: Graph's maximum $top
-    # Pages of a job's tasks that may wait unstarted before its enumeration waits too (0: no limit).
-    bulk_backlog_pages: int = 2
+    # Bulk queue backlog, in pages, under which a job reads its next page (0: no limit): half a
+    # page is ~25 s of work at the write pace, time enough to read and queue the next page.
+    bulk_backlog_pages: float = 0.5
 
     @property
     def poison_queue(self) -> str:
@@ -142,7 +143,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         allow_all_users=env.get("ALLOW_ALL_USERS", "").strip().lower() == "true",
         graph_writes_per_second=_float(env, "GRAPH_WRITES_PER_SECOND", 19.4, 0.1, 1000.0),
         graph_page_size=_int(env, "GRAPH_PAGE_SIZE", 999, 1, 999),
-        bulk_backlog_pages=_int(env, "BULK_BACKLOG_PAGES", 2, 0, 1000),
+        bulk_backlog_pages=_float(env, "BULK_BACKLOG_PAGES", 0.5, 0.0, 1000.0),
     )
 
 

@@ -45,6 +45,11 @@ class WorkQueue:
         sent = await client.send_message(text, visibility_timeout=delay or None, time_to_live=-1)
         return Receipt(queue, sent.id, sent.pop_receipt)
 
+    async def approximate_count(self, queue: str) -> int:
+        """Messages in the queue, visible or not (Azure's approximate count)."""
+        client = await self._queue(queue)
+        return (await client.get_queue_properties()).approximate_message_count
+
     async def release(self, receipt: Receipt) -> None:
         """Make a message visible now."""
         client = await self._queue(receipt.queue)
