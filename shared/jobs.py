@@ -4,10 +4,10 @@ Fan-out scales to any tenant: the job's first page message is queued when the jo
 each page invocation reads one Graph page (999 users), creates that page's tasks (ids derived
 from job + user, so a redelivered page creates no duplicates), records the page on the job
 (ETag-guarded), then queues the next page. No invocation runs long and memory stays flat; a
-crash resumes at the page that was not recorded. Pages wait while BULK_BACKLOG_PAGES pages of
-the job's tasks have not started, so enumeration keeps just ahead of the paced workers. Tasks go
-to the bulk queue, apart from the alert-driven ones, and their Graph calls say
-`x-ms-throttle-priority: low`.
+crash resumes at the page that was not recorded. A page is read only while the bulk queue holds
+fewer than BULK_BACKLOG_PAGES pages of messages, so enumeration keeps just ahead of the paced
+workers. Tasks go to the bulk queue, apart from the alert-driven ones, and their Graph calls say
+`x-ms-throttle-priority: low`. A job can be cancelled; its unstarted tasks are then skipped.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ log = logging.getLogger("signout.jobs")
 
 JOB_ROW = "job"
 OUTCOMES = ("succeeded", "failed", "skipped")
-# Task creation runs beside the page's own tasks in the same process: a few calls at a time keep
-# its share of the CPU small (bench.quota: 4 in flight gave 0.92 of the quota, 32 gave 0.87).
+# Task creation runs beside the workers in the same process: a few calls at a time keep its share
+# of the CPU small (bench.quota --users 2000, before the backlog limit: 4 in flight gave 0.92 of
+# the quota, 32 gave 0.87).
 _PARALLEL = 4
 
 
