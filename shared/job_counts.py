@@ -31,13 +31,16 @@ class _Count:
 @dataclass
 class JobCounts:
     store: StatusStore
-    _waiting: list[_Count] = field(default_factory=list)
+    _waiting: dict[tuple[str, str], _Count] = field(default_factory=dict)  # (partition, marker)
     _committing: asyncio.Task[None] | None = None
 
     async def add(self, partition: str, marker: str, field_name: str) -> None:
-        """Count `field_name` once for `marker`; returns when committed."""
-        count = _Count(partition, marker, field_name, asyncio.get_running_loop().create_future())
-        self._waiting.append(count)
+        """Count `field_name` once for `marker`; returns when committed. Two copies of one message
+        counting at once share one count."""
+        count = self._waiting.get((partition, marker))
+        if count is None:
+            count = _Count(partition, marker, field_name, asyncio.get_running_loop().create_future())
+            self._waiting[(partition, marker)] = count
         if self._committing is None:
             self._committing = asyncio.create_task(self._commit_waiting())
         await asyncio.shield(count.done)  # a cancelled caller does not cancel the others' commit
@@ -45,7 +48,7 @@ class JobCounts:
     async def _commit_waiting(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
+                batch, self._waiting = list(self._waiting.values()), {}
                 await asyncio.gather(*(self._commit(group) for group in _groups(batch)))
         finally:
             self._committing = None
@@ -80,26 +83,15 @@ class JobCounts:
 
 
 def _groups(batch: list[_Count]) -> list[list[_Count]]:
-    """Per job partition, distinct markers, at most MAX_MARKERS_PER_COMMIT per group; a marker
-    that appears twice (two copies of one message) is settled with its first occurrence."""
-    by_partition: dict[str, dict[str, list[_Count]]] = defaultdict(dict)
+    """Per job partition, at most MAX_MARKERS_PER_COMMIT counts per group."""
+    by_partition: dict[str, list[_Count]] = defaultdict(list)
     for count in batch:
-        by_partition[count.partition].setdefault(count.marker, []).append(count)
-    groups: list[list[_Count]] = []
-    for markers in by_partition.values():
-        firsts = [copies[0] for copies in markers.values()]
-        for start in range(0, len(firsts), MAX_MARKERS_PER_COMMIT):
-            groups.append(firsts[start : start + MAX_MARKERS_PER_COMMIT])
-    for markers in by_partition.values():
-        for copies in markers.values():
-            for extra in copies[1:]:
-                copies[0].done.add_done_callback(lambda first, extra=extra: _follow(first, extra))
-    return groups
-
-
-def _follow(first: asyncio.Future[None], extra: _Count) -> None:
-    if not extra.done.done():
-        extra.done.set_exception(first.exception()) if first.exception() else extra.done.set_result(None)
+        by_partition[count.partition].append(count)
+    return [
+        counts[start : start + MAX_MARKERS_PER_COMMIT]
+        for counts in by_partition.values()
+        for start in range(0, len(counts), MAX_MARKERS_PER_COMMIT)
+    ]
 
 
 def _settle(group: list[_Count], error: Exception | None) -> None:
