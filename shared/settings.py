@@ -42,7 +42,15 @@ DEFAULT_CALLBACK_HOSTS = ("*.logic.azure.com", "*.logic.azure.us", "*.logic.azur
 
 
 class SettingsError(ValueError):
-    """An app setting is missing or malformed; the message names it and the fix."""
+    """An app setting is missing or malformed; the message names it and the fix.
+
+    `setting` names the app setting; `public` is a fixed description that echoes no setting
+    value, for places anyone may read (the anonymous health endpoint)."""
+
+    def __init__(self, message: str, *, setting: str | None = None, public: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.public = public or (f"app setting {setting} is invalid" if setting else "the configuration is invalid")
 
 
 @dataclass(frozen=True)
