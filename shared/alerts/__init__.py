@@ -34,6 +34,9 @@ class AlertUsers:
     users: tuple[UserRef, ...]  # deduplicated by key, in order of first appearance
     unusable: tuple[dict[str, str], ...]  # {"entity": what was seen, "reason": why it was not used}
     sources: tuple[str, ...] = ()  # where each user came from, aligned with `users`, e.g. "activity log caller"
+    # Set when the alert names no user because its only candidate is not a target (an activity log
+    # caller the rule did not opt in): the reason and the fix. Nothing to queue, and nothing wrong.
+    ignored: str | None = None
 
 
 def parse_alert(payload: object, *, dimension_names: frozenset[str] | None = None) -> AlertUsers:
@@ -42,7 +45,8 @@ def parse_alert(payload: object, *, dimension_names: frozenset[str] | None = Non
     names = DEFAULT_USER_DIMENSIONS if dimension_names is None else dimension_names
     kind, parsed = _parse(payload, names)
     found = collect(parsed.found)
-    return AlertUsers(kind, parsed.alert_id, parsed.name, parsed.resolved, found.users, found.unusable, found.sources)
+    ignored = parsed.ignored if not (found.users or found.unusable) else None  # a named user that failed is a 422
+    return AlertUsers(kind, parsed.alert_id, parsed.name, parsed.resolved, found.users, found.unusable, found.sources, ignored)
 
 
 def _parse(payload: object, dimension_names: frozenset[str]) -> tuple[str, Parsed]:

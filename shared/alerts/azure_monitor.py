@@ -5,10 +5,15 @@ Users come from log search alerts split by a user column: the dimensions (log al
 `SearchResults` columns), and from custom properties the rule author set (`customProperties`,
 and `alertContext.properties` where log alerts v2 repeat them), all matched by name.
 
-An activity log alert's `caller` is the account that performed the operation: for a "suspicious
-operation" alert exactly the one to sign out. Azure records a user's UPN there and an object id
-for service principals and managed identities, so only UPN callers are used; an object id is
-reported as unusable rather than guessed to be a user.
+An activity log alert's `caller` is the account that performed an Azure Resource Manager
+operation, not an account the alert says is compromised: rules fire on routine administration and
+one action group often serves many rules. So the caller is signed out only when the rule opts in
+with the custom property `signOutCaller: true` (`data.customProperties`: the rule's custom
+properties, `webhookProperties` of its action in ARM; boolean or the text "true", any case). Without
+it the caller is no target, and an alert that names no other user is `ignored`, with the reason and
+the fix. Azure records a user's UPN as the caller and
+an object id for service principals and managed identities, so only UPN callers are used; an
+object id is reported as unusable rather than guessed to be a user.
 
 Metric and other alerts carry no user; they parse, with `unusable` saying what to change.
 """
@@ -42,6 +47,12 @@ DEFAULT_USER_DIMENSIONS = frozenset(
 )
 
 _SEEN_NAMES = 6  # dimension names echoed back when none holds a user
+SIGN_OUT_CALLER = "signOutCaller"  # custom property by which an activity log alert rule opts in
+CALLER_NOT_OPTED_IN = (
+    "an activity log alert's caller performed an Azure operation and is signed out only when the alert rule "
+    f"opts in: add the custom property {SIGN_OUT_CALLER}=true to the rule (webhookProperties of its action in ARM), "
+    "or name the user in a custom property such as UserPrincipalName"
+)
 
 
 def matches(payload: dict) -> bool:
@@ -54,11 +65,13 @@ def parse(payload: dict, dimension_names: frozenset[str]) -> Parsed:
     if not isinstance(essentials, dict):
         detail = "an Azure Monitor common schema alert has data.essentials"
         raise Problem(400, "Invalid Azure Monitor alert", detail, [field_error("/data/essentials", "missing")])
+    caller_ignored = _signal(essentials) == "activitylog" and not _signs_out_caller(data)
     return Parsed(
         alert_id=required_id(essentials, "/data/essentials/alertId", "alertId", "originAlertId"),
         name=title(field(essentials, "alertRule"), "Azure Monitor alert"),
         resolved=(text(field(essentials, "monitorCondition")) or "").lower() == "resolved",
         found=_found(data, essentials, dimension_names),
+        ignored=CALLER_NOT_OPTED_IN if caller_ignored else None,
     )
 
 
@@ -72,7 +85,8 @@ def _found(data: object, essentials: dict, dimension_names: frozenset[str]) -> I
     )
     if _signal(essentials) == "activitylog":
         yield from found
-        yield _caller(field(context, "caller"))
+        if _signs_out_caller(data):
+            yield _caller(field(context, "caller"))
     else:
         yield from or_else(found, _no_user(essentials, context, dimension_names))
 
@@ -111,6 +125,12 @@ def _properties(properties: object) -> Iterator[tuple[str, str, object]]:
 
 def _signal(essentials: dict) -> str:
     return (text(field(essentials, "signalType")) or "").lower().replace(" ", "")
+
+
+def _signs_out_caller(data: object) -> bool:
+    """Only the rule author's custom properties opt in: the event's own properties are not theirs."""
+    opt_in = field(field(data, "customProperties"), SIGN_OUT_CALLER)
+    return opt_in is True or (isinstance(opt_in, str) and opt_in.strip().lower() == "true")
 
 
 def _caller(caller: object) -> Candidate:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from shared.identifiers import InvalidIdentifier, UserRef, parse_user
 from shared.problems import Problem, field_error
+from shared.text import printable
 
 MAX_ENTITIES = 1000  # candidate accounts per payload; more is a broken rule or an attack
 MAX_NAME = 1024  # the name becomes the task description, which has the same limit
@@ -36,6 +37,7 @@ class Parsed:
     name: str
     resolved: bool
     found: Iterable[Candidate]
+    ignored: str | None = None  # why the alert's only possible target is not one, and the fix
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,10 @@ def describe(label: str, fields: dict[str, object]) -> str:
 
 
 def title(value: object, default: str) -> str:
-    return clip(text(value) or default, MAX_NAME)
+    """The rule or incident name, fit to be a task description: control characters the API refuses
+    there are dropped (not refused), so an alert with a stray one still signs its user out."""
+    name = "".join(ch for ch in text(value) or "" if printable(ch, multiline=True)).strip()
+    return clip(name or default, MAX_NAME)
 
 
 def required_id(mapping: object, pointer: str, *names: str) -> str:
@@ -95,6 +100,9 @@ def required_id(mapping: object, pointer: str, *names: str) -> str:
     if len(value) > MAX_ID:
         detail = f"the alert id is longer than {MAX_ID} characters"
         raise Problem(400, "Alert id too long", detail, [field_error(pointer, "too long")])
+    if not printable(value):  # stored and logged as one line, like a correlation id
+        detail = "the alert id must be one line of printable text: no control characters, line or paragraph separators"
+        raise Problem(400, "Invalid alert id", detail, [field_error(pointer, "not printable")])
     return value
 
 

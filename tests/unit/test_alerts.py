@@ -32,13 +32,20 @@ def values(result: AlertUsers) -> list[str]:
     return [user.value for user in result.users]
 
 
+def caller_opted_in(fixture: str, opt_in: object = True) -> Any:
+    """An activity log alert whose rule sets the custom property signOutCaller."""
+    payload = load(fixture)
+    payload["data"]["customProperties"] = {"signOutCaller": opt_in}
+    return payload
+
+
 @pytest.mark.parametrize(
     ("fixture", "kind", "alert_id", "name", "users"),
     [
         ("azure_monitor_metric", "azure_monitor", MONITOR_ALERT_ID, "test-metricAlertRule", []),
         ("azure_monitor_log_v2_fired", "azure_monitor", MONITOR_ALERT_ID, "test-logAlertRule-v2", ["adele.vance@contoso.com"]),
         ("azure_monitor_log_v1", "azure_monitor", MONITOR_ALERT_ID, "test-logAlertRule-v1-numResults", []),
-        ("azure_monitor_activity_log", "azure_monitor", ACTIVITY_ALERT_ID, "test-activityLogAlertRule", ["user@contoso.com"]),
+        ("azure_monitor_activity_log", "azure_monitor", ACTIVITY_ALERT_ID, "test-activityLogAlertRule", []),  # not opted in
         ("sentinel_alert", "sentinel_alert", "baa8a239-6fde-4ab7-a093-d09f7b75c58c", "myAlert", [ADELE_ID]),
         ("sentinel_incident", "sentinel_incident", INCIDENT_ID, "My incident", [ADELE_ID, "alex.wilber@contoso.com"]),
         ("sentinel_accounts", "sentinel_incident", INCIDENT_ID, "My incident", ["alex.wilber@contoso.com", ADELE_ID]),
@@ -132,13 +139,56 @@ def test_log_alert_v1_dimensions_can_name_the_user() -> None:
     assert values(parse_alert(payload)) == [ADELE_ID]
 
 
-def test_activity_log_caller_is_the_user_to_sign_out() -> None:
+def test_activity_log_caller_is_not_a_target_unless_the_rule_opts_in() -> None:
     result = parse_alert(load("azure_monitor_activity_log"))
-    assert (result.sources, result.unusable) == (("activity log caller",), ())
+    assert (result.users, result.unusable) == ((), ())
+    assert result.ignored is not None
+    assert "signOutCaller=true" in result.ignored and "custom property" in result.ignored
+
+
+@pytest.mark.parametrize("opt_in", [True, "true", "TRUE", " True "])
+def test_activity_log_caller_is_signed_out_when_the_rule_opts_in(opt_in: object) -> None:
+    result = parse_alert(caller_opted_in("azure_monitor_activity_log", opt_in))
+    assert values(result) == ["user@contoso.com"]
+    assert (result.sources, result.unusable, result.ignored) == (("activity log caller",), (), None)
+
+
+@pytest.mark.parametrize("opt_in", [False, "false", "yes", "1", 1, None, {}, ["true"]])
+def test_anything_but_true_does_not_opt_in(opt_in: object) -> None:
+    result = parse_alert(caller_opted_in("azure_monitor_activity_log", opt_in))
+    assert result.users == () and result.ignored is not None
+
+
+def test_the_events_own_properties_cannot_opt_in() -> None:
+    payload = load("azure_monitor_activity_log")
+    payload["data"]["alertContext"]["properties"]["signOutCaller"] = "true"  # written by the operation, not the rule
+    result = parse_alert(payload)
+    assert result.users == () and result.ignored is not None
+
+
+def test_activity_log_custom_property_user_is_used_and_the_caller_is_not() -> None:
+    payload = load("azure_monitor_activity_log")
+    payload["data"]["customProperties"] = {"UserPrincipalName": "adele.vance@contoso.com"}
+    result = parse_alert(payload)
+    assert (values(result), result.sources, result.ignored) == (["adele.vance@contoso.com"], ("custom property UserPrincipalName",), None)
+
+
+def test_activity_log_custom_property_user_that_is_invalid_is_unusable_not_ignored() -> None:
+    payload = load("azure_monitor_activity_log")
+    payload["data"]["customProperties"] = {"UserPrincipalName": "not a user"}
+    result = parse_alert(payload)
+    assert (result.users, result.ignored) == ((), None)
+    (note,) = result.unusable
+    assert note["entity"] == "custom property UserPrincipalName='not a user'"
+
+
+def test_other_alerts_are_never_ignored() -> None:
+    for fixture in ("azure_monitor_metric", "azure_monitor_log_v1", "sentinel_alert", "defender_xdr_alert"):
+        assert parse_alert(load(fixture)).ignored is None
 
 
 def test_activity_log_caller_that_is_an_object_id_is_a_service_principal_and_not_used() -> None:
-    result = parse_alert(load("azure_monitor_activity_log_service_principal"))
+    result = parse_alert(caller_opted_in("azure_monitor_activity_log_service_principal"))
     assert result.users == ()
     (note,) = result.unusable
     assert note["entity"] == "activity log caller='22223333-cccc-4444-dddd-5555eeee6666'"
@@ -147,10 +197,10 @@ def test_activity_log_caller_that_is_an_object_id_is_a_service_principal_and_not
 
 @pytest.mark.parametrize("caller", [None, "Microsoft.Insights/autoscaleSettings"])
 def test_activity_log_without_a_user_caller_explains(caller: str | None) -> None:
-    payload = load("azure_monitor_activity_log")
+    payload = caller_opted_in("azure_monitor_activity_log")
     payload["data"]["alertContext"]["caller"] = caller
     result = parse_alert(payload)
-    assert result.users == ()
+    assert (result.users, result.ignored) == ((), None)
     assert len(result.unusable) == 1
 
 
@@ -171,6 +221,43 @@ def test_budget_alert_without_rule_name_gets_a_default_name() -> None:
     payload = load("azure_monitor_metric")
     payload["data"]["essentials"]["alertRule"] = None
     assert parse_alert(payload).name == "Azure Monitor alert"
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x1b", "\x7f", "\x85", "\x9b"])
+def test_control_characters_the_description_refuses_are_dropped_from_the_name(control: str) -> None:
+    payload = load("azure_monitor_log_v2_fired")
+    payload["data"]["essentials"]["alertRule"] = f"risky{control} sign-in\tSev1\r\nsecond line"
+    result = parse_alert(payload)
+    assert result.name == "risky sign-in\tSev1\r\nsecond line"  # what a description may hold is kept
+    assert values(result) == ["adele.vance@contoso.com"]  # the user is still signed out
+
+
+def test_a_name_of_control_characters_only_gets_the_default_name() -> None:
+    payload = load("sentinel_alert")
+    payload["AlertDisplayName"] = "\x00\x1b\x9b"
+    assert parse_alert(payload).name == "Microsoft Sentinel alert"
+
+
+@pytest.mark.parametrize("control", ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\u2028"])
+@pytest.mark.parametrize(
+    ("fixture", "path", "pointer"),
+    [
+        ("azure_monitor_log_v2_fired", ("data", "essentials", "alertId"), "/data/essentials/alertId"),
+        ("sentinel_alert", ("SystemAlertId",), "/SystemAlertId"),
+        ("sentinel_incident", ("object", "id"), "/object/id"),
+        ("defender_xdr_alert", ("id",), "/id"),
+    ],
+)
+def test_alert_id_with_a_control_character_is_refused(control: str, fixture: str, path: tuple[str, ...], pointer: str) -> None:
+    payload = load(fixture)
+    parent = payload
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = f"alert-1{control}forged"
+    with pytest.raises(Problem) as caught:
+        parse_alert(payload)
+    assert (caught.value.status, caught.value.title) == (400, "Invalid alert id")
+    assert caught.value.errors == [{"pointer": pointer, "detail": "not printable"}]
 
 
 def test_name_is_truncated_to_1024_characters() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from shared.alerts import AlertUsers, parse_alert
 from shared.identifiers import parse_user
 from shared.problems import Problem
+from shared.text import printable
 
 FIXTURE_DIR = Path(__file__).parent.parent / "fixtures" / "alerts"
 FIXTURES = {path.stem: json.loads(path.read_text()) for path in FIXTURE_DIR.glob("*.json")}
@@ -20,7 +21,7 @@ PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[He
 KEYS = [
     "schemaId", "data", "essentials", "alertId", "originAlertId", "alertRule", "signalType", "monitorCondition",
     "monitoringService", "alertContext", "condition", "allOf", "dimensions", "Dimensions", "name", "value",
-    "SearchResults", "tables", "columns", "rows", "customProperties", "properties", "caller",
+    "SearchResults", "tables", "columns", "rows", "customProperties", "properties", "caller", "signOutCaller",
     "object", "id", "title", "relatedEntities", "kind", "Type", "AadUserId", "aadUserId", "Name", "accountName",
     "UPNSuffix", "upnSuffix", "NTDomain", "Accounts", "incidentArmId", "SystemAlertId", "Entities", "AlertDisplayName",
     "evidence", "@odata.type", "userAccount", "azureAdUserId", "userPrincipalName",
@@ -29,7 +30,8 @@ VALUES = [
     "azureMonitorCommonAlertSchema", "Log", "Metric", "Activity Log", "Resolved", "LogQueryCriteria", "account",
     "Account", "#microsoft.graph.security.userEvidence", "#microsoft.graph.security.alert", "UserPrincipalName",
     "adele.vance@contoso.com", "00aa00aa-bb11-cc22-dd33-44ee44ee44ee", "contoso.com", "CONTOSO\\adele", "[{", "[]",
-    '[{"Type": "account", "AadUserId": "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"}]', "", " ", "x" * 2000,
+    '[{"Type": "account", "AadUserId": "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"}]', "", " ", "x" * 2000, "true",
+    "alert\r\nforged", "\x1b[31m\x85\x00",
 ]  # fmt: skip
 
 scalars = (
@@ -48,15 +50,34 @@ json_values = st.recursive(
 )
 
 
-def assert_well_formed(result: AlertUsers) -> None:
+def assert_well_formed(result: AlertUsers, payload: object) -> None:
     assert result.kind in {"azure_monitor", "sentinel_alert", "sentinel_incident", "defender_xdr"}
     assert isinstance(result.alert_id, str) and 0 < len(result.alert_id) <= 1024
+    assert printable(result.alert_id)  # one line, as the API stores and logs it
     assert isinstance(result.name, str) and 0 < len(result.name) <= 1024
+    assert printable(result.name, multiline=True)  # what a task description may hold
+    if "activity log caller" in result.sources:  # only a rule that opted in signs its caller out
+        assert opted_in(lookup(payload, "data", "customProperties", "signOutCaller"))
+    if result.ignored is not None:
+        assert result.kind == "azure_monitor" and result.users == () and result.unusable == ()
     assert all(parse_user(user.value) == user for user in result.users)
     assert len({user.key for user in result.users}) == len(result.users) == len(result.sources)
     for note in result.unusable:
         assert set(note) == {"entity", "reason"}
         assert all(isinstance(text, str) and 0 < len(text) <= 200 for text in note.values())
+
+
+def lookup(node: object, *path: str) -> object:
+    """Follow keys case-insensitively (payloads come in PascalCase and camelCase)."""
+    for name in path:
+        if not isinstance(node, dict):
+            return None
+        node = next((value for key, value in node.items() if isinstance(key, str) and key.lower() == name.lower()), None)
+    return node
+
+
+def opted_in(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 def parses_or_refuses(payload: object) -> None:
@@ -65,7 +86,7 @@ def parses_or_refuses(payload: object) -> None:
     except Problem as problem:
         assert problem.status == 400 and problem.detail
     else:
-        assert_well_formed(result)
+        assert_well_formed(result, payload)
 
 
 @PROPERTIES
@@ -92,6 +113,19 @@ def test_fixtures_with_junk_merged_in_parse_or_are_refused(fixture: str, junk: o
     if isinstance(junk, dict):
         payload.update(junk)
     parses_or_refuses(payload)
+
+
+@PROPERTIES
+@given(st.sampled_from(["azure_monitor_activity_log", "azure_monitor_activity_log_service_principal"]),
+       json_values | st.sampled_from(["true", "TRUE", " true ", "false", "yes"]), st.booleans())
+def test_an_activity_log_caller_is_a_target_exactly_when_the_rule_opts_in(fixture: str, opt_in: object, named: bool) -> None:
+    payload = copy.deepcopy(FIXTURES[fixture])
+    if named:
+        payload["data"]["customProperties"] = {"signOutCaller": opt_in}
+    result = parse_alert(payload)
+    caller_used = "activity log caller" in result.sources or any(note["entity"].startswith("activity log") for note in result.unusable)
+    assert caller_used == (named and opted_in(opt_in))
+    assert (result.ignored is None) == caller_used
 
 
 @settings(max_examples=50, deadline=None)
