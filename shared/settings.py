@@ -7,10 +7,13 @@ deployment sets each one.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
+
+from shared.identifiers import InvalidIdentifier, parse_user
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -128,8 +131,37 @@ def _list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _names(raw: str) -> frozenset[str]:
-    return frozenset(part.lower() for part in _list(raw))
+_USER_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+def _protected_users(env: dict[str, str]) -> frozenset[str]:
+    """Break-glass accounts. Fails closed: an entry that is not a user identifier would protect
+    nobody, so it makes the configuration invalid; a developer credential (a real tenant) needs at
+    least one."""
+    entries = [entry for entry in _USER_SEPARATORS.split(env.get("PROTECTED_USERS", "")) if entry]
+    users = frozenset(_protected_user(position, entry) for position, entry in enumerate(entries, start=1))
+    if not users and env.get("LOCAL_DEV_CREDENTIAL", "").strip():
+        raise SettingsError(
+            "LOCAL_DEV_CREDENTIAL is set, so this run signs out users of a real tenant: real-tenant mode needs "
+            "break-glass accounts in PROTECTED_USERS (object ids or UPNs, separated by commas)",
+            setting="PROTECTED_USERS",
+            public="PROTECTED_USERS must name the break-glass accounts when LOCAL_DEV_CREDENTIAL is set (real-tenant mode)",
+        )
+    return users
+
+
+def _protected_user(position: int, entry: str) -> str:
+    try:
+        return parse_user(entry).key
+    except InvalidIdentifier as invalid:
+        # The public text names the entry by position only: health is anonymous, and the value
+        # is a break-glass account's name.
+        raise SettingsError(
+            f"PROTECTED_USERS entry {position} ({entry!r}) {invalid}; list object ids or UPNs without "
+            "quotes or brackets, separated by commas, semicolons or spaces",
+            setting="PROTECTED_USERS",
+            public=f"PROTECTED_USERS entry {position} is neither a user principal name nor an object id",
+        ) from None
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -138,7 +170,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         graph_endpoint=parse_graph_endpoint(env.get("GRAPH_ENDPOINT", "")),
         signout_queue=env.get("SIGNOUT_QUEUE_NAME", "").strip() or "signout-requests",
         status_table=env.get("STATUS_TABLE_NAME", "").strip() or "signouttasks",
-        protected_users=_names(env.get("PROTECTED_USERS", "")),
+        protected_users=_protected_users(env),
         max_attempts=_int(env, "MAX_ATTEMPTS", 6, 1, 50),
         retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 2.0, 0.0, 3600.0),
         graph_timeout_seconds=_float(env, "GRAPH_TIMEOUT_SECONDS", 15.0, 1.0, 60.0),

@@ -41,6 +41,57 @@ def test_protected_users_are_case_insensitive() -> None:
     assert settings.protected_users == {"breakglass@contoso.com", "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b"}
 
 
+BREAK_GLASS = ("bg1@contoso.com", "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b", "bg2@contoso.com")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "bg1@contoso.com;6F3E2B1A-0C4D-4E5F-8A9B-1C2D3E4F5A6B;bg2@contoso.com",
+        "bg1@contoso.com 6F3E2B1A-0C4D-4E5F-8A9B-1C2D3E4F5A6B bg2@contoso.com",
+        "bg1@contoso.com\n6F3E2B1A-0C4D-4E5F-8A9B-1C2D3E4F5A6B\r\n\tbg2@contoso.com\n",
+        " bg1@contoso.com ; 6F3E2B1A-0C4D-4E5F-8A9B-1C2D3E4F5A6B,, bg2@contoso.com ,",
+    ],
+)
+def test_protected_users_separated_by_semicolons_spaces_or_newlines_protect_every_entry(raw: str) -> None:
+    assert load_settings({"PROTECTED_USERS": raw}).protected_users == set(BREAK_GLASS)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        '"bg2@contoso.com"',
+        "'bg2@contoso.com'",
+        "['bg2@contoso.com']",
+        '["bg2@contoso.com"]',
+        "{6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b}",
+        "bg2",  # a display name or alias protects nobody either
+    ],
+)
+def test_a_protected_users_entry_that_is_no_user_identifier_makes_the_configuration_invalid(entry: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"PROTECTED_USERS": f"bg1@contoso.com, {entry}"})
+    error = caught.value
+    assert error.setting == "PROTECTED_USERS"
+    assert error.public == "PROTECTED_USERS entry 2 is neither a user principal name nor an object id"
+    assert "bg1" not in error.public and "bg2" not in error.public and "6f3e" not in error.public
+    assert repr(entry) in str(error)  # the log line quotes it
+
+
+def test_no_protected_users_is_allowed_with_the_managed_identity() -> None:
+    assert load_settings({"PROTECTED_USERS": " ;, "}).protected_users == frozenset()
+
+
+@pytest.mark.parametrize("credential", ["azure_cli", "azd", "1"])
+def test_a_developer_credential_without_protected_users_is_refused(credential: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"LOCAL_DEV_CREDENTIAL": credential, "PROTECTED_USERS": " "})
+    assert caught.value.setting == "PROTECTED_USERS"
+    assert "real-tenant mode needs break-glass accounts in PROTECTED_USERS" in str(caught.value)
+    settings = load_settings({"LOCAL_DEV_CREDENTIAL": credential, "PROTECTED_USERS": "bg1@contoso.com"})
+    assert settings.protected_users == {"bg1@contoso.com"}
+
+
 @pytest.mark.parametrize(("name", "value"), [("MAX_ATTEMPTS", "0"), ("MAX_ATTEMPTS", "many"), ("RETRY_BASE_SECONDS", "-1")])
 def test_bad_numbers_name_the_setting(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
