@@ -2,7 +2,9 @@
 
 In Azure the Function App's managed identity is used (user-assigned when AZURE_CLIENT_ID is
 set). Locally the very same ManagedIdentityCredential talks to the loopback identity endpoint.
-Developer credentials for a real tenant are opt-in (LOCAL_DEV_CREDENTIAL), never a fallback.
+Developer credentials for a real tenant are opt-in (LOCAL_DEV_CREDENTIAL), never a fallback, and
+need the tenant's break-glass accounts in PROTECTED_USERS (enforced by `load_settings`, which every
+use case runs before it asks for a credential).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def create_credential() -> AsyncTokenCredential:
         # Functions always sets both, so their absence means a misconfigured local run.
         raise SettingsError(
             "IDENTITY_ENDPOINT and IDENTITY_HEADER are not set: run inside Azure Functions, "
-            "use `make run` (local identity endpoint), or opt in to LOCAL_DEV_CREDENTIAL=azure_cli"
+            "use `make run` (local identity endpoint), or opt in to a real tenant with LOCAL_DEV_CREDENTIAL=azure_cli "
+            "and its break-glass accounts in PROTECTED_USERS"
         )
     from azure.identity.aio import ManagedIdentityCredential
 

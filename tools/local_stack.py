@@ -17,8 +17,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import IO
 
+from shared.settings import SettingsError, load_settings
 from tools.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,12 +128,14 @@ class LocalStack:
     def identity_url(self) -> str:
         return f"http://{HOST}:{self.identity_port}"
 
-    def use_real_tenant(self, credential: str, graph_endpoint: str) -> None:
-        """Talk to real Microsoft Graph with azure-identity's developer credential (opt-in)."""
+    def use_real_tenant(self, credential: str, graph_endpoint: str, protected_users: str) -> None:
+        """Talk to real Microsoft Graph with azure-identity's developer credential (opt-in); the
+        simulator's break-glass account gives way to the tenant's own (`protected_users`)."""
         self.real_tenant = True
         for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
             self.app_settings.pop(name, None)
-        self.app_settings.update({"LOCAL_DEV_CREDENTIAL": credential, "GRAPH_ENDPOINT": graph_endpoint})
+        self.app_settings.update({"LOCAL_DEV_CREDENTIAL": credential, "GRAPH_ENDPOINT": graph_endpoint,
+                                  "PROTECTED_USERS": protected_users})
 
     def start(self) -> LocalStack:
         self.azurite.start()
@@ -162,10 +166,10 @@ class LocalStack:
 EXAMPLE = """
 Force sign-out service running on {url}  (Ctrl-C stops everything)
   Azurite (storage): queue {queue_port}, table {table_port}   Graph: {graph}   logs: {logs}
-
-Sign out the demo user:
+{warning}
+Sign out {who}:
   curl -si -X POST {url}/api/signouts -H 'Content-Type: application/json' \\
-       -d '{{"users": ["adele.vance@contoso.com"], "description": "INC-1234 compromised account"}}'
+       -d '{{"users": ["{user}"], "description": "INC-1234 compromised account"}}'
 
 Then follow the Location header it returns (202 while queued, 200 with the result):
   curl -s {url}/api/signouts/<task id>
@@ -175,27 +179,61 @@ Remediation log and health:
 """
 
 
-def main() -> None:
+REAL_TENANT_WARNING = """
+  REAL TENANT: every request signs out real users of the tenant you are signed in to.
+  Never signed out (PROTECTED_USERS): {count} account(s).
+"""
+NO_PROTECTED_USERS = (
+    "refusing to start: --real-tenant signs out real users of your tenant, so PROTECTED_USERS must first name "
+    "its break-glass accounts (object ids or UPNs), e.g.\n"
+    "  PROTECTED_USERS='breakglass@contoso.com' make run REAL_TENANT=azure_cli"
+)
+
+
+def check_real_tenant(env: Mapping[str, str]) -> str:
+    """Before anything starts: a real-tenant run needs valid PROTECTED_USERS (returned) and GRAPH_ENDPOINT."""
+    protected = env.get("PROTECTED_USERS", "").strip()
+    if not protected:
+        raise SystemExit(NO_PROTECTED_USERS)
+    try:
+        load_settings({"PROTECTED_USERS": protected, "GRAPH_ENDPOINT": env.get("GRAPH_ENDPOINT", "")})
+    except SettingsError as exc:
+        raise SystemExit(f"refusing to start: {exc}") from None
+    return protected
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--real-tenant", metavar="CREDENTIAL", choices=["azure_cli", "azd"],
-                        help="use real Microsoft Graph with this developer credential instead of the simulator")
-    args = parser.parse_args()
+                        help="use real Microsoft Graph with this developer credential instead of the simulator "
+                             "(needs PROTECTED_USERS: the tenant's break-glass accounts)")
+    args = parser.parse_args(argv)
+    protected = check_real_tenant(os.environ) if args.real_tenant else ""
     stack = LocalStack(port=args.port, log_dir=ROOT / ".run")
     if args.real_tenant:
-        stack.use_real_tenant(args.real_tenant, os.environ.get("GRAPH_ENDPOINT", "https://graph.microsoft.com"))
+        stack.use_real_tenant(args.real_tenant, os.environ.get("GRAPH_ENDPOINT", "https://graph.microsoft.com"), protected)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         stack.start()
-        graph = stack.app_settings["GRAPH_ENDPOINT"] if stack.real_tenant else f"simulator {stack.sim_url}"
-        print(EXAMPLE.format(url=stack.base_url, queue_port=stack.azurite.queue_port, table_port=stack.azurite.table_port,
-                             graph=graph, logs=stack.log_dir), flush=True)
+        print(example(stack), flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
         stack.stop()
+
+
+def example(stack: LocalStack) -> str:
+    """What to try first; against a real tenant, a warning and no demo user to copy."""
+    ports = {"url": stack.base_url, "queue_port": stack.azurite.queue_port, "table_port": stack.azurite.table_port}
+    if stack.real_tenant:
+        warning = REAL_TENANT_WARNING.format(count=len(load_settings(stack.app_settings).protected_users))
+        return EXAMPLE.format(**ports, graph=stack.app_settings["GRAPH_ENDPOINT"], logs=stack.log_dir, warning=warning,
+                              who="a user", user="<UPN or object id>")
+    return EXAMPLE.format(**ports, graph=f"simulator {stack.sim_url}", logs=stack.log_dir, warning="",
+                          who="the demo user", user="adele.vance@contoso.com")
 
 
 if __name__ == "__main__":
