@@ -5,7 +5,8 @@ semantics (HTTP, Storage queue and timer triggers) against Azurite, where Core T
 
 Configured by environment variables with the app-setting names used in Azure, plus DEVHOST_*
 knobs: DEVHOST_FUNCTION_KEY (require keys on non-anonymous routes), DEVHOST_MESSAGE_LEASE_SECONDS
-(queue message lease, 600 as in Azure), DEVHOST_HOST_JSON; `AzureWebJobs.<function>.Disabled=true`
+(queue message lease, 600 as in Azure), DEVHOST_HOST_JSON, DEVHOST_LOG_LEVEL (e.g. DEBUG: the
+root logger's level, as the worker sets it); `AzureWebJobs.<function>.Disabled=true`
 leaves a function out, as the host does. Prints `devhost ready on URL` once
 serving. One event loop runs everything, as in the Python worker: async functions are awaited on
 it, sync ones run in a thread pool.
@@ -615,9 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
     parser.add_argument("--host-json", default=os.environ.get("DEVHOST_HOST_JSON", "host.json"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    # DEVHOST_LOG_LEVEL=DEBUG logs as the Python worker does: root at DEBUG, no logger quieted
+    # but by the app itself (host.json's filters apply after that, in the host).
+    level = logging.getLevelNamesMapping().get(os.environ.get("DEVHOST_LOG_LEVEL", "").strip().upper())
+    logging.basicConfig(level=logging.INFO if level is None else level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)  # per-request SDK logs drown the app's
+    if level is None:
+        logging.getLogger("azure").setLevel(logging.WARNING)  # per-request SDK logs drown the app's
     sys.path.insert(0, os.getcwd())  # the app is imported from its root, as the worker does
     try:
         check_environment(os.environ)
