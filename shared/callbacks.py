@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,10 @@ class InvalidCallback(ValueError):
     pass
 
 
+# Hostnames as the sender sends them: ASCII letters, digits and hyphens in dot-separated labels.
+_ASCII_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
+
+
 def _host_allowed(host: str, port: int, allowed: tuple[str, ...]) -> bool:
     for pattern in allowed:
         name, _, wanted_port = pattern.lower().partition(":")
@@ -32,20 +37,44 @@ def _host_allowed(host: str, port: int, allowed: tuple[str, ...]) -> bool:
     return False
 
 
+def _host_problem(host: str) -> str | None:
+    if not _ASCII_HOST.fullmatch(host):
+        return "host must be an ASCII name (letters, digits, hyphens and dots)"
+    if any(label.startswith("xn--") for label in host.split(".")):
+        return "host must not be an internationalised (xn--) name"
+    return None
+
+
+def _parse(url: str) -> httpx.URL:
+    """Parse with httpx, the client that sends the callback, so that what passes here can be sent."""
+    try:
+        return httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:  # idna.IDNAError and UnicodeError are ValueErrors
+        try:  # only to say why: httpx's errors do not name the part at fault
+            host = (urlsplit(url).hostname or "").lower()
+        except ValueError:
+            host = ""
+        raise InvalidCallback((host and _host_problem(host)) or "is not a URL") from exc
+
+
 def check_callback_url(url: str, allowed: tuple[str, ...]) -> str:
     if len(url) > MAX_URL_LENGTH:
         raise InvalidCallback(f"must be at most {MAX_URL_LENGTH} characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 443
-    except ValueError as exc:
-        raise InvalidCallback("is not a URL") from exc
-    if parts.scheme != "https" or not parts.hostname:
+    parsed = _parse(url)
+    if parsed.scheme != "https" or not parsed.raw_host:
         raise InvalidCallback("must be an https URL")
-    if parts.username or parts.password:
+    if parsed.userinfo:
         raise InvalidCallback("must not carry credentials")
-    if not _host_allowed(parts.hostname.lower(), port, allowed):
-        raise InvalidCallback(f"host {parts.hostname} is not allowed (CALLBACK_ALLOWED_HOSTS: {', '.join(allowed)})")
+    # raw_host is what goes on the wire: httpx IDNA-encodes non-ASCII names to xn-- labels.
+    host = parsed.raw_host.decode("ascii", "replace").lower()
+    problem = _host_problem(host)
+    if problem:
+        raise InvalidCallback(problem)
+    port = 443 if parsed.port is None else parsed.port
+    if not 0 < port < 65536:
+        raise InvalidCallback("is not a URL")
+    if not _host_allowed(host, port, allowed):
+        raise InvalidCallback(f"host {host} is not allowed (CALLBACK_ALLOWED_HOSTS: {', '.join(allowed)})")
     return url
 
 
