@@ -11,7 +11,7 @@ from shared import status_api
 from shared.health import check_health
 from shared.http import absolute_url, endpoint, json_response
 from shared.alerts import parse_alert
-from shared.intake import accept, accept_alert, idempotent
+from shared.intake import accept, accept_alert, idempotency_scope, idempotent
 from shared.jobs import Job, JobFinished, cancel_job, create_job, get_job, job_report
 from shared.messages import is_task_id
 from shared.models import TaskRecord
@@ -56,11 +56,13 @@ async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
 @endpoint
 async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
     authorize(req, READ_ROLE)
-    task = await status_api.get_task(runtime(), req.route_params.get("id", ""))
+    rt = runtime()
+    task = await status_api.get_task(rt, req.route_params.get("id", ""))
     url = status_url(req, task)
+    body = {**task.to_api(url), **await status_api.joined_requests(rt, task)}
     if task.status.is_terminal:
-        return json_response(task.to_api(url))
-    return json_response(task.to_api(url), 202, {"Location": url, "Retry-After": POLL_SECONDS})
+        return json_response(body)
+    return json_response(body, 202, {"Location": url, "Retry-After": POLL_SECONDS})
 
 
 @bp.route(route="signouts", methods=["GET"])
@@ -87,7 +89,7 @@ async def _create_job(req: func.HttpRequest, data: dict[str, object], key: str |
     if key is None:
         [job_id], created = await run()
     else:  # a retried bulk request must not sign the whole group out twice
-        [job_id], created = await idempotent(rt, key, request.fingerprint(), run)
+        [job_id], created = await idempotent(rt, idempotency_scope("signouts", requested_by, key), request.fingerprint(), run)
     url = job_url(req, job_id)
     headers = {"Location": url, "Retry-After": JOB_POLL_SECONDS, **({} if created else {"Idempotent-Replayed": "true"})}
     return json_response({"job": {"id": job_id, "statusUrl": url}}, 202, headers)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from azure.core.exceptions import ClientAuthenticationError
@@ -43,7 +43,7 @@ READ_PERMISSION = "User.Read.All"
 GROUP_PERMISSION = "GroupMember.Read.All"
 PAGE_FIELDS = ["id", "userPrincipalName", "userType"]
 REVOKE_PERMISSION = "User.RevokeSessions.All"
-TOKEN_TIMEOUT_SECONDS = 30.0  # azure-identity retries a failing endpoint for ~5 s itself
+TOKEN_TIMEOUT_SECONDS = 20.0  # azure-identity retries a failing endpoint for ~5 s itself
 TRANSIENT_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
 
 
@@ -99,6 +99,32 @@ class GraphFailure(Exception):
         self.permission = permission  # the application permission the failed call needs
 
 
+def is_own_page_link(link: str, base_url: str, group_id: str | None, page_size: int) -> bool:
+    """Whether `link` reads the next page of exactly the collection a job enumerates: the group's
+    transitive user members (or every user), with at most the query options this module sets
+    ($select, $top, unchanged) plus Graph's $skiptoken. Anything else ($filter, $search, another
+    path or host) could widen a job beyond its target, so it is never followed."""
+    base, parts = urlsplit(base_url), urlsplit(link)
+    if (parts.scheme, parts.netloc.lower()) != (base.scheme, base.netloc.lower()) or parts.fragment:
+        return False
+    collections = [f"{base.path}/users"] if group_id is None else [
+        f"{base.path}/groups/{group_id}/transitiveMembers/{cast}" for cast in ("microsoft.graph.user", "graph.user")
+    ]
+    if parts.path.lower() not in [path.lower() for path in collections]:
+        return False
+    try:
+        options = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        return False
+    names = [name.lower() for name, _ in options]
+    if len(names) != len(set(names)) or "$skiptoken" not in names or not set(names) <= {"$select", "$top", "$skiptoken"}:
+        return False
+    values = {name.lower(): value for name, value in options}
+    select_ok = "$select" not in values or {f.lower() for f in values["$select"].split(",")} == {f.lower() for f in PAGE_FIELDS}
+    top_ok = "$top" not in values or values["$top"] == str(page_size)
+    return select_ok and top_ok and bool(values["$skiptoken"])
+
+
 def warm_up() -> None:
     """Load the model modules msgraph-sdk imports lazily on first use, once at worker start-up,
     so that the first sign-out after a cold start is not late."""
@@ -151,8 +177,8 @@ class GraphGateway:
     async def list_users(self, group_id: str | None, next_link: str | None, request_id: str, page_size: int) -> GraphResult:
         """One page of the tenant's users, or of a group's transitive user members."""
         priority = "low"  # enumeration for bulk jobs never competes with alert-driven work
-        if next_link is not None and not next_link.startswith(self._client.request_adapter.base_url + "/"):
-            raise GraphFailure("Graph returned a nextLink outside GRAPH_ENDPOINT", code="UnexpectedNextLink")
+        if next_link is not None and not is_own_page_link(next_link, self._client.request_adapter.base_url, group_id, page_size):
+            raise GraphFailure("the page link is not the job's own collection", code="UnexpectedNextLink")
         if group_id is None:
             query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=PAGE_FIELDS, top=page_size)
             builder: Any = self._client.users
@@ -165,7 +191,11 @@ class GraphGateway:
         request = builder.to_get_request_information(config)
         call = self._client.request_adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})
         found = await self._call(call, inspect, GROUP_PERMISSION if group_id else READ_PERMISSION)
-        return GraphResult(_user_page(found.value, found.request_id), found.request_id)
+        page = _user_page(found.value, found.request_id)
+        base_url = self._client.request_adapter.base_url
+        if page.next_link is not None and not is_own_page_link(page.next_link, base_url, group_id, page_size):
+            raise GraphFailure("Graph returned a nextLink outside the job's collection", code="UnexpectedNextLink", request_id=found.request_id)
+        return GraphResult(page, found.request_id)
 
     async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult:
         config, inspect = _config(client_request_id, priority)

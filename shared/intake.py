@@ -1,10 +1,15 @@
 """Accepting sign-out requests: one durable task per user, idempotent, coalescing queued ones.
 
 Order per user, so that a 202 always means "durably queued" and a failure leaves nothing
-half-done: claim the user's pending slot -> put the message on the queue *invisible* ->
-write the record -> make the message visible. If the record cannot be written the message
-is withdrawn; if even that fails, it surfaces after ACCEPT_WINDOW and the worker drops it
-because no record exists.
+half-done: claim the user's pending slot -> put the message on the queue *invisible* -> mark
+the task active (the sweeper's safety net) -> write the record -> make the message visible.
+If the record surely was not written the message is withdrawn (if even that fails, it surfaces
+after ACCEPT_WINDOW and the worker drops it because no record exists); if storage cannot say,
+the caller gets 503 and retries (joining the task if it did land). A record that lands after its
+message was dropped (a write slower than ACCEPT_WINDOW) is re-driven by the sweeper.
+
+A request for a user whose task is still queued joins that task: it is recorded on the task
+(who asked, why, its correlation id) and its callback is called when the task ends.
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ from typing import TypeVar
 
 from shared.alerts import AlertUsers
 from shared.identifiers import UserRef
-from shared.messages import TaskMessage
-from shared.models import TaskRecord, TaskStatus, utcnow
+from shared.messages import CallbackMessage, TaskMessage, new_token
+from shared.models import TaskRecord, TaskStatus, iso, utcnow
 from shared.problems import Problem
 from shared.runtime import Runtime
 from shared.signout_request import MAX_DESCRIPTION, SignoutRequest
 from shared.logs import state_change
-from shared.status_store import Pending
+from shared.status_store import Pending, correlation_partition
 
 log = logging.getLogger("signout.intake")
 T = TypeVar("T")
@@ -35,6 +40,15 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 IN_PROGRESS_STALE = timedelta(seconds=60)  # longer than three Graph calls at their timeout
 QUEUED_STALE = timedelta(minutes=5)  # a first attempt not started by then lost its message
 _PARALLEL_USERS = 32
+ANONYMOUS_SCOPE = "anonymous-key"  # callers known only by a function key share one scope
+SWEEP_AFTER_ACCEPT = ACCEPT_WINDOW + timedelta(seconds=60)  # the message has surely surfaced by then
+
+
+def idempotency_scope(endpoint: str, requested_by: dict[str, str] | None, key: str) -> str:
+    """An Idempotency-Key belongs to its caller and endpoint: nobody can claim (or replay) another
+    caller's key, and no header can reach the alerts' own keys (`alert:` prefix)."""
+    principal = (requested_by or {}).get("objectId") or (requested_by or {}).get("appId") or ANONYMOUS_SCOPE
+    return f"api:{endpoint}:{principal}:{key}"
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,7 @@ class Busy(Exception):
 async def accept(rt: Runtime, request: SignoutRequest, idempotency_key: str | None, requested_by: dict[str, str] | None) -> Accepted:
     if idempotency_key is None:
         return Accepted(await _accept_all(rt, request, requested_by))
-    return await _accept_once(rt, request, idempotency_key, requested_by)
+    return await _accept_once(rt, request, idempotency_scope("signouts", requested_by, idempotency_key), requested_by)
 
 
 async def accept_alert(rt: Runtime, alert: AlertUsers, requested_by: dict[str, str] | None) -> list[TaskRecord]:
@@ -107,7 +121,9 @@ async def idempotent(rt: Runtime, key: str, fingerprint: str, run: Callable[[], 
     except BaseException:
         await _quietly(rt.store.release_idempotency(key, claim), "release idempotency key")
         raise
-    await rt.store.complete_idempotency(key, claim, ids)
+    # The tasks exist: a key that could not be completed (taken over after ACCEPT_WINDOW) must
+    # not turn this accepted request into an error.
+    await _quietly(rt.store.complete_idempotency(key, claim, ids), "complete idempotency key")
     return ids, result
 
 
@@ -138,9 +154,30 @@ async def accept_user(rt: Runtime, user: UserRef, request: SignoutRequest, reque
         if previous is not None:
             covering = await _covering_task(rt, previous)
             if covering is not None:
-                state_change(covering, "coalesced a new request into this task: its revocation is still to come")
-                return covering
+                return await _join(rt, covering, request, requested_by)
     raise Busy(f"could not accept a sign-out for {user.value}: too many concurrent requests")
+
+
+async def _join(rt: Runtime, task: TaskRecord, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+    """Record the request on the task it joins; its callback is delivered when the task ends."""
+    joined = {
+        "requestedBy": requested_by,
+        "correlationId": request.correlation_id,
+        "description": request.description,
+        "source": request.source,
+        "alertId": request.alert_id,
+        "callbackUrl": request.callback_url,
+        "joinedAt": iso(utcnow()),
+    }
+    await rt.store.add_join(task.id, {key: value for key, value in joined.items() if value})
+    if request.correlation_id:
+        await rt.store.add_index_row(correlation_partition(request.correlation_id), task)
+    state_change(task, "a new request joined this task: its revocation is still to come")
+    if request.callback_url:  # the task may have ended meanwhile, its callbacks already sent
+        latest = await rt.store.get(task.id)
+        if latest is not None and latest.status.is_terminal:
+            await rt.queue.put(rt.settings.signout_queue, CallbackMessage(task.id, task.token).to_text())
+    return task
 
 
 def _new_record(user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
@@ -157,6 +194,7 @@ def _new_record(user: UserRef, request: SignoutRequest, requested_by: dict[str, 
         callback_url=request.callback_url,
         requested_by=requested_by,
         correlation_id=request.correlation_id,
+        token=new_token(),
     )
 
 
@@ -182,9 +220,10 @@ async def _covering_task(rt: Runtime, pending: Pending) -> TaskRecord | None:
 
 
 async def _create(rt: Runtime, user: UserRef, record: TaskRecord) -> TaskRecord:
-    message = TaskMessage(record.id, user).to_text()
+    message = TaskMessage(record.id, user, record.token).to_text()
     try:
         receipt = await rt.queue.put(rt.settings.signout_queue, message, ACCEPT_WINDOW.total_seconds())
+        await rt.store.mark_active(record.id, utcnow() + SWEEP_AFTER_ACCEPT)
     except BaseException:
         await _quietly(rt.store.release_pending(user, record.id), "free the pending slot")
         raise
@@ -193,9 +232,13 @@ async def _create(rt: Runtime, user: UserRef, record: TaskRecord) -> TaskRecord:
     except BaseException:
         # The record may have been written before the failure (its log row failed, or the
         # answer was lost). Then the task exists and must run; otherwise nothing may remain.
-        if await _written(rt, record.id) is False:
+        # When storage cannot even say, the caller gets 503: a 202 must mean durably queued.
+        written = await _written(rt, record.id)
+        if written is False:
             await _quietly(rt.queue.withdraw(receipt), "withdraw message of unwritten task")
+            await _quietly(rt.store.clear_active(record.id), "clear the active row of an unwritten task")
             await _quietly(rt.store.release_pending(user, record.id), "free the pending slot")
+        if not written:
             raise
         await _quietly(rt.store.add_log_rows([record]), "write the remediation-log row")
     # Released now; if this fails the message still surfaces when ACCEPT_WINDOW ends.

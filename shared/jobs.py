@@ -18,20 +18,21 @@ import logging
 import time
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from shared.identifiers import parse_user
-from shared.graph import GraphFailure, PageUser
-from shared.messages import JobPageMessage, TaskMessage
+from shared.graph import GraphFailure, PageUser, UserPage
+from shared.messages import JobPageMessage, TaskMessage, new_token, token_matches
 from shared.models import TaskRecord, TaskStatus, iso, utcnow
 from shared.runtime import Runtime
-from shared.status_store import ConcurrentUpdate
+from shared.status_store import ConcurrentUpdate, time_key
 
 log = logging.getLogger("signout.jobs")
 
 JOB_ROW = "job"
+JOBS_PARTITION = "jobs"  # index of jobs by creation time (retention)
 OUTCOMES = ("succeeded", "failed", "skipped")
 # Task creation runs beside the workers in the same process: a few calls at a time keep its share
 # of the CPU small (bench.quota --users 2000, before the backlog limit: 4 in flight gave 0.92 of
@@ -57,6 +58,9 @@ class Job:
     error: str | None = None  # enumeration stopped for good (unknown group, missing permission)
     cancelled_at: datetime | None = None
     cancelled_by: dict[str, str] | None = None
+    page_failing_since: datetime | None = None  # the next page has failed since then (retry budget)
+    page_failures: int = 0
+    token: str | None = field(default=None, repr=False)  # carried by the job's own page messages
     etag: str | None = None
 
     @property
@@ -71,6 +75,7 @@ class Job:
             "NextPageQueued": self.next_page_queued, "Enumerated": self.enumerated, "FinishedAt": self.finished_at,
             "Error": self.error, "CancelledAt": self.cancelled_at,
             "CancelledBy": json.dumps(self.cancelled_by) if self.cancelled_by else None,
+            "PageFailingSince": self.page_failing_since, "PageFailures": self.page_failures or None, "MessageToken": self.token,
         }  # fmt: skip
         return {key: value for key, value in entity.items() if value is not None}
 
@@ -82,7 +87,8 @@ class Job:
             created_at=entity["CreatedAt"], started_at=entity.get("StartedAt"), pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
             next_link=entity.get("NextLink"), next_page_queued=entity.get("NextPageQueued", False),
             enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), error=entity.get("Error"),
-            cancelled_at=entity.get("CancelledAt"), cancelled_by=json.loads(entity["CancelledBy"]) if entity.get("CancelledBy") else None, etag=etag,
+            cancelled_at=entity.get("CancelledAt"), cancelled_by=json.loads(entity["CancelledBy"]) if entity.get("CancelledBy") else None,
+            page_failing_since=entity.get("PageFailingSince"), page_failures=entity.get("PageFailures", 0), token=entity.get("MessageToken"), etag=etag,
         )  # fmt: skip
 
     def task_id(self, user_id: str) -> str:
@@ -91,9 +97,10 @@ class Job:
 
 async def create_job(rt: Runtime, group_id: str | None, description: str, correlation_id: str | None,
                      requested_by: dict[str, str] | None) -> Job:  # fmt: skip
-    job = Job(str(uuid.uuid4()), group_id, description, correlation_id, requested_by, utcnow())
+    job = Job(str(uuid.uuid4()), group_id, description, correlation_id, requested_by, utcnow(), token=new_token())
     job = replace(job, etag=await rt.store.create_entity(job.to_entity()))
-    await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, 1).to_text())
+    await rt.store.upsert_row({"PartitionKey": JOBS_PARTITION, "RowKey": f"{time_key(job.created_at)}-{job.id}", "JobId": job.id})
+    await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, 1, job.token).to_text())
     log.info("job %s created: target=%s", job.id, f"group {group_id}" if group_id else "all users")
     return job
 
@@ -106,42 +113,96 @@ async def get_job(rt: Runtime, job_id: str) -> Job | None:
 async def process_page(rt: Runtime, message: JobPageMessage) -> None:
     """Record the page on the job, create its tasks, then queue the next page, which is read once
     the bulk queue's backlog allows (without a backlog limit the next page is queued first and
-    enumeration runs ahead of its tasks). A redelivered page fetches its users again from its own
-    link and creates whatever is missing (task ids are per job+user)."""
+    enumeration runs ahead of its tasks). A redelivered page reads its users again from the link
+    stored for it and creates whatever is missing (task ids are per job+user). The link is never
+    taken from the message: the job row holds the next one, and each page's own row holds its."""
     job = await get_job(rt, message.job_id)
-    if job is None:
-        log.error("page %d of unknown job %s dropped", message.page, message.job_id)
+    if job is None or not token_matches(job.token, message.token):
+        log.error("page %d of job %s dropped: no such job, or the message was not written by this service", message.page, message.job_id)
         return
-    if job.error:
-        log.warning("job %s stopped (%s); page %d dropped", job.id, job.error, message.page)
+    if not await _page_wanted(rt, job, message):
         return
-    if job.cancelled_at and message.page > job.pages_done:
-        log.info("job %s was cancelled; page %d is not read", job.id, message.page)
-        return  # a page recorded before the cancel still gets its tasks: they are skipped
-    if message.page > job.pages_done + 1:
-        log.warning("job %s: page %d is ahead of page %d; dropped", job.id, message.page, job.pages_done + 1)
-        return
-    if message.page == job.pages_done + 1 and (wait := await _backlog_wait(rt)):
-        await rt.queue.put(rt.settings.bulk_page_queue, message.to_text(), wait)
+    link = await _page_link(rt, job, message.page)
+    if link is _MISSING:
+        log.error("job %s: no link stored for page %d; dropped", job.id, message.page)
         return
     try:
-        page = (await rt.graph.list_users(job.group_id, message.link, job.id, rt.settings.graph_page_size)).value
+        page = (await rt.graph.list_users(job.group_id, link, job.id, rt.settings.graph_page_size)).value
     except GraphFailure as failure:
-        if failure.transient:
-            raise  # the queue retries the page
-        hint = f" (the managed identity needs {failure.permission})" if failure.status == 403 and failure.permission else ""
-        await _stop(rt, job, f"Graph answered {failure.status} {failure.code}: {failure.message}{hint}")
+        await _page_failed(rt, job, message, failure)
         return
     if message.page == job.pages_done + 1:
-        job = replace(job, pages_done=message.page, next_link=page.next_link, next_page_queued=False, started_at=job.started_at or utcnow(),
-                      enumerated=page.next_link is None, discovered=job.discovered + len(set(page.users)))  # fmt: skip
-        job = replace(job, etag=await rt.store.replace_row(job.to_entity(), job.etag or ""))
-        log.info("job %s: page %d, %d users (%d so far)", job.id, message.page, len(page.users), job.discovered)
+        job = await _record_page(rt, job, message.page, link, page)
     if message.page == job.pages_done and not rt.settings.bulk_backlog_pages:
         job = await _queue_next_page(rt, job)
     await _create_tasks(rt, job, list(dict.fromkeys(page.users)))
     if message.page == job.pages_done:
         await _queue_next_page(rt, job)  # after this page's tasks, so that its backlog check sees them
+
+
+async def _page_wanted(rt: Runtime, job: Job, message: JobPageMessage) -> bool:
+    if job.error:
+        log.warning("job %s stopped (%s); page %d dropped", job.id, job.error, message.page)
+        return False
+    if job.cancelled_at and message.page > job.pages_done:
+        log.info("job %s was cancelled; page %d is not read", job.id, message.page)
+        return False  # a page recorded before the cancel still gets its tasks: they are skipped
+    if message.page > job.pages_done + 1:
+        log.warning("job %s: page %d is ahead of page %d; dropped", job.id, message.page, job.pages_done + 1)
+        return False
+    if message.page == job.pages_done + 1 and (wait := await _backlog_wait(rt)):
+        await rt.queue.put(rt.settings.bulk_page_queue, message.to_text(), wait)
+        return False
+    return True
+
+
+_MISSING = "missing"  # no link was stored for a page that needs one
+
+
+async def _page_link(rt: Runtime, job: Job, page: int) -> str | None:
+    """The link that reads `page`: None for the first page (built from the job's target), the
+    job's next link for the page after the last recorded one, else the link stored for it."""
+    if page == 1:
+        return None
+    if page == job.pages_done + 1:
+        return job.next_link or _MISSING
+    found = await rt.store.get_row(job.id, _page_row(page))
+    return str(found[0]["Link"]) if found else _MISSING
+
+
+def _page_row(page: int) -> str:
+    return f"page-{page:06d}"
+
+
+async def _record_page(rt: Runtime, job: Job, number: int, link: str | None, page: UserPage) -> Job:
+    if link is not None:  # first, so that a redelivery of this page finds its link
+        await rt.store.upsert_row({"PartitionKey": job.id, "RowKey": _page_row(number), "Link": link})
+    job = replace(job, pages_done=number, next_link=page.next_link, next_page_queued=False, started_at=job.started_at or utcnow(),
+                  enumerated=page.next_link is None, discovered=job.discovered + len(set(page.users)),
+                  page_failing_since=None, page_failures=0)  # fmt: skip
+    job = replace(job, etag=await rt.store.replace_row(job.to_entity(), job.etag or ""))
+    log.info("job %s: page %d, %d users (%d so far)", job.id, number, len(page.users), job.discovered)
+    return job
+
+
+async def _page_failed(rt: Runtime, job: Job, message: JobPageMessage, failure: GraphFailure) -> None:
+    """A transient failure reads the page again later (Retry-After, else backoff) until the
+    retry budget is spent; anything else stops the job with the reason."""
+    if not failure.transient:
+        hint = f" (the managed identity needs {failure.permission})" if failure.status == 403 and failure.permission else ""
+        await _stop(rt, job, f"Graph answered {failure.status} {failure.code}: {failure.message}{hint}")
+        return
+    since = job.page_failing_since or utcnow()
+    if utcnow() - since >= rt.settings.retry_budget:
+        await _stop(rt, job, f"Graph kept failing for the retry budget ({rt.settings.retry_budget_minutes:g} minutes): {failure.message}")
+        return
+    from shared.signout import retry_delay  # noqa: PLC0415 - the retry policy lives with the task's
+
+    delay = retry_delay(failure.retry_after, job.page_failures + 1, rt.settings.retry_base_seconds)
+    with suppress(ConcurrentUpdate):  # a concurrent copy recorded it: its own count is as good
+        await rt.store.replace_row(replace(job, page_failing_since=since, page_failures=job.page_failures + 1).to_entity(), job.etag or "")
+    log.warning("job %s: page %d failed (%s); read again in %.0f s", job.id, message.page, failure.code, delay)
+    await rt.queue.put(rt.settings.bulk_page_queue, message.to_text(), delay)
 
 
 async def _backlog_wait(rt: Runtime) -> float:
@@ -160,10 +221,14 @@ async def _backlog_wait(rt: Runtime) -> float:
 
 
 async def page_poisoned(rt: Runtime, message: JobPageMessage) -> None:
-    """A page whose message failed every delivery: the job stops there, and says so."""
+    """A page whose message failed every delivery (storage down, a bug): read again later while
+    the retry budget lasts, then the job stops there, and says so. A message this service did not
+    write changes nothing."""
     job = await get_job(rt, message.job_id)
-    if job is not None and job.error is None and not job.enumerated:
-        await _stop(rt, job, "its page message failed repeatedly and was moved to the poison queue")
+    if job is None or not token_matches(job.token, message.token) or job.error or job.enumerated:
+        return
+    poisoned = GraphFailure("its page message failed repeatedly and was moved to the poison queue", code="Poisoned", transient=True)
+    await _page_failed(rt, job, message, poisoned)
 
 
 async def _stop(rt: Runtime, job: Job, reason: str) -> None:
@@ -177,7 +242,7 @@ async def _stop(rt: Runtime, job: Job, reason: str) -> None:
 async def _queue_next_page(rt: Runtime, job: Job) -> Job:
     if job.enumerated or job.next_page_queued:
         return job
-    await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, job.pages_done + 1, job.next_link).to_text())
+    await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, job.pages_done + 1, job.token).to_text())
     queued = replace(job, next_page_queued=True)
     try:
         return replace(queued, etag=await rt.store.replace_row(queued.to_entity(), job.etag or ""))
@@ -191,7 +256,7 @@ async def _create_tasks(rt: Runtime, job: Job, users: list[PageUser]) -> None:
         TaskRecord(id=job.task_id(user.id), user=user.id, status=TaskStatus.QUEUED, created_at=now, updated_at=now,
                    description=job.description, source="bulk", job_id=job.id, correlation_id=job.correlation_id,
                    requested_by=job.requested_by, resolved_id=user.id, resolved_upn=user.user_principal_name,
-                   user_type=user.user_type)  # fmt: skip
+                   user_type=user.user_type, token=new_token())  # fmt: skip
         for user in users
     ]
     limit = asyncio.Semaphore(_PARALLEL)
@@ -201,7 +266,7 @@ async def _create_tasks(rt: Runtime, job: Job, users: list[PageUser]) -> None:
             user = parse_user(record.user)
             stored, created = await rt.store.create_bulk_task(record, user)
             if created or (stored.status is TaskStatus.QUEUED and not stored.attempts):  # never started
-                await rt.queue.put(rt.settings.bulk_queue, TaskMessage(record.id, user).to_text())
+                await rt.queue.put(rt.settings.bulk_queue, TaskMessage(record.id, user, stored.token).to_text())
             return stored
 
     stored = await asyncio.gather(*(one(record) for record in records))

@@ -1,11 +1,18 @@
 """The queue message schema (versioned, published in shared/schemas/) and its tolerant decoding.
 
-Two shapes, both plain-text JSON (host.json `messageEncoding: none`); producers that base64 the
-text (the Functions default, `QueueClient` with TextBase64EncodePolicy) are accepted too:
-- a task message `{"version": 1, "taskId", "user"}`, written by this service;
+Plain-text JSON (host.json `messageEncoding: none`); producers that base64 the text (the
+Functions default, `QueueClient` with TextBase64EncodePolicy) are accepted too:
+- a task message `{"version": 1, "taskId", "user", "token"?}`, written by this service;
+- a callback message `{"version": 1, "callbackFor", "token"}`, written by this service;
+- a job page message `{"version": 1, "jobId", "page", "token"?}`, written by this service;
 - a direct request `{"user", "description"?, "correlationId"?}`, written by anyone allowed to
   put messages on the queue, e.g. Logic Apps' Azure Queues connector ("Put a message"). Its task
   id is derived from the queue message id, so a redelivery never creates a second task.
+
+Anyone who may put messages on a queue can write any of these shapes, so a service message
+carries its task's (or job's) `token`, a secret that is never shown by the API: a message whose
+token does not match its record is dropped, and so can neither run, fail nor widen anything.
+Each queue trigger accepts only its own kinds (see `shared/worker.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import hmac
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +33,26 @@ from shared.text import printable
 SCHEMA_VERSION = 1
 MAX_MESSAGE_CHARS = 64 * 1024  # the service's own limit
 DIRECT_FIELDS = frozenset({"version", "user", "description", "correlationId"})
+TASK_FIELDS = frozenset({"version", "taskId", "user", "token"})
+PAGE_FIELDS = frozenset({"version", "jobId", "page", "link", "token"})  # `link`: read by older versions only
+CALLBACK_FIELDS = frozenset({"version", "callbackFor", "token"})
 MAX_DESCRIPTION = 1024
 MAX_CORRELATION_ID = 128
 _DIRECT_NAMESPACE = uuid.UUID("6c4f5d2e-4f0a-4b8e-9a53-1f2d3c4b5a69")
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def new_token() -> str:
+    """The secret a record's own messages carry (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def token_matches(expected: str | None, given: str | None) -> bool:
+    """A record made before tokens existed (None) accepts messages without one."""
+    if expected is None:
+        return given is None
+    return given is not None and hmac.compare_digest(expected, given)
 
 
 class InvalidMessage(ValueError):
@@ -43,9 +68,22 @@ class InvalidMessage(ValueError):
 class TaskMessage:
     task_id: str
     user: UserRef
+    token: str | None = None
 
     def to_text(self) -> str:
-        return json.dumps({"version": SCHEMA_VERSION, "taskId": self.task_id, "user": self.user.value}, separators=(",", ":"))
+        body = {"version": SCHEMA_VERSION, "taskId": self.task_id, "user": self.user.value, "token": self.token}
+        return _compact(body)
+
+
+@dataclass(frozen=True)
+class CallbackMessage:
+    """Deliver the finished task's Logic Apps callbacks (its own and those of requests that joined it)."""
+
+    task_id: str
+    token: str | None = None
+
+    def to_text(self) -> str:
+        return _compact({"version": SCHEMA_VERSION, "callbackFor": self.task_id, "token": self.token})
 
 
 @dataclass(frozen=True)
@@ -62,15 +100,22 @@ class DirectRequest:
 
 @dataclass(frozen=True)
 class JobPageMessage:
-    """Bulk fan-out: process page `page` (1-based) of a job's users, then queue the next page."""
+    """Bulk fan-out: process page `page` (1-based) of a job's users, then queue the next page.
+    The page's Graph link is never carried here: the job row holds it."""
 
     job_id: str
     page: int
-    link: str | None = None  # Graph's nextLink for this page; None for the first page
+    token: str | None = None
 
     def to_text(self) -> str:
-        body = {"version": SCHEMA_VERSION, "jobId": self.job_id, "page": self.page, "link": self.link}
-        return json.dumps({key: value for key, value in body.items() if value is not None}, separators=(",", ":"))
+        return _compact({"version": SCHEMA_VERSION, "jobId": self.job_id, "page": self.page, "token": self.token})
+
+
+Message = TaskMessage | DirectRequest | JobPageMessage | CallbackMessage
+
+
+def _compact(body: dict[str, Any]) -> str:
+    return json.dumps({key: value for key, value in body.items() if value is not None}, separators=(",", ":"))
 
 
 def is_task_id(text: object) -> bool:
@@ -93,7 +138,7 @@ def _json_text(raw: bytes) -> str:
     return decoded
 
 
-def decode_message(raw: bytes) -> TaskMessage | DirectRequest | JobPageMessage:
+def decode_message(raw: bytes) -> Message:
     if len(raw) > MAX_MESSAGE_CHARS * 4:
         raise InvalidMessage("message is larger than a queue message can be")
     try:
@@ -106,18 +151,18 @@ def decode_message(raw: bytes) -> TaskMessage | DirectRequest | JobPageMessage:
         return _task_message(body)
     if "jobId" in body:
         return _job_page(body)
+    if "callbackFor" in body:
+        return _callback(body)
     return _direct_request(body)
 
 
 def _job_page(body: dict[str, Any]) -> JobPageMessage:
-    job_id, page, link = body.get("jobId"), body.get("page"), body.get("link")
-    if not _is_version(body.get("version")) or not {"version", "jobId", "page"} <= set(body) <= {"version", "jobId", "page", "link"}:
-        raise InvalidMessage("a job page message is {version: 1, jobId, page, link?}")
+    job_id, page = body.get("jobId"), body.get("page")
+    if not _is_version(body.get("version")) or not {"version", "jobId", "page"} <= set(body) <= PAGE_FIELDS:
+        raise InvalidMessage("a job page message is {version: 1, jobId, page, token?}")
     if not is_task_id(job_id) or not isinstance(page, int) or isinstance(page, bool) or page < 1:
         raise InvalidMessage("jobId must be a lowercase GUID and page a positive integer")
-    if link is not None and not isinstance(link, str):
-        raise InvalidMessage("link must be a string")
-    return JobPageMessage(job_id, page, link)
+    return JobPageMessage(job_id, page, _token(body))
 
 
 def _task_message(body: dict[str, Any]) -> TaskMessage:
@@ -127,7 +172,23 @@ def _task_message(body: dict[str, Any]) -> TaskMessage:
         raise InvalidMessage(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})", named)
     if not named:
         raise InvalidMessage("taskId must be a lowercase GUID")
-    return TaskMessage(named, _user(body, named))
+    if not set(body) <= TASK_FIELDS:
+        raise InvalidMessage("a task message is {version: 1, taskId, user, token?}", named)
+    return TaskMessage(named, _user(body, named), _token(body, named))
+
+
+def _callback(body: dict[str, Any]) -> CallbackMessage:
+    task_id = body.get("callbackFor")
+    if not _is_version(body.get("version")) or not set(body) <= CALLBACK_FIELDS or not is_task_id(task_id):
+        raise InvalidMessage("a callback message is {version: 1, callbackFor: <task id>, token?}")
+    return CallbackMessage(task_id, _token(body, task_id))
+
+
+def _token(body: dict[str, Any], named: str | None = None) -> str | None:
+    token = body.get("token")
+    if token is not None and not (isinstance(token, str) and _TOKEN.fullmatch(token)):
+        raise InvalidMessage("token must be 16-64 URL-safe characters", named)
+    return token
 
 
 def _direct_request(body: dict[str, Any]) -> DirectRequest:

@@ -112,6 +112,9 @@ class TaskRecord:
     attempts: int = 0
     next_attempt_at: datetime | None = None
     attempt_message_id: str | None = None  # the queue message running the current attempt
+    attempt_deadline: datetime | None = None  # the current attempt has ended (or crashed) by then
+    retry_since: datetime | None = None  # first transient failure or crashed attempt: the retry budget starts
+    token: str | None = field(default=None, repr=False)  # secret carried by the task's own queue messages; never shown
     error: TaskError | None = None
     graph_request_id: str | None = None  # Graph's request-id of the revoke call
     sessions_valid_from: datetime | None = None
@@ -184,6 +187,9 @@ class TaskRecord:
             "Attempts": self.attempts,
             "NextAttemptAt": self.next_attempt_at,
             "AttemptMessageId": self.attempt_message_id,
+            "AttemptDeadline": self.attempt_deadline,
+            "RetrySince": self.retry_since,
+            "MessageToken": self.token,
             "Error": json.dumps(error) if error else None,
             "GraphRequestId": self.graph_request_id,
             "SessionsValidFrom": self.sessions_valid_from,
@@ -216,6 +222,9 @@ class TaskRecord:
             attempts=int(entity.get("Attempts", 0)),
             next_attempt_at=_aware(entity.get("NextAttemptAt")),
             attempt_message_id=entity.get("AttemptMessageId"),
+            attempt_deadline=_aware(entity.get("AttemptDeadline")),
+            retry_since=_aware(entity.get("RetrySince")),
+            token=entity.get("MessageToken"),
             error=TaskError(**{**error, "category": ErrorCategory(error["category"])}) if error else None,
             graph_request_id=entity.get("GraphRequestId"),
             sessions_valid_from=_aware(entity.get("SessionsValidFrom")),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
     from shared.graph import GraphGateway
+    from shared.protection import ProtectedAccounts
 
 
 @dataclass
@@ -59,6 +60,13 @@ class Runtime:
 
         client = create_graph_client(self.settings, self.credential)
         return GraphGateway(client, self.settings.graph_timeout_seconds, self.credential, self.settings.graph_scope)
+
+    @cached_property
+    def protected(self) -> ProtectedAccounts:
+        """PROTECTED_USERS resolved to object ids, cached for the process (refreshed hourly)."""
+        from shared.protection import ProtectedAccounts
+
+        return ProtectedAccounts(self.settings.protected_users, self.graph.get_user)
 
 
 _runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ SETTING_NAMES = (
     "SIGNOUT_QUEUE_NAME",
     "STATUS_TABLE_NAME",
     "PROTECTED_USERS",
-    "MAX_ATTEMPTS",
+    "RETRY_BUDGET_MINUTES",
     "RETRY_BASE_SECONDS",
     "GRAPH_TIMEOUT_SECONDS",
     "ALERT_USER_DIMENSIONS",
@@ -62,7 +63,9 @@ class Settings:
     signout_queue: str = "signout-requests"
     status_table: str = "signouttasks"
     protected_users: frozenset[str] = field(default_factory=frozenset)
-    max_attempts: int = 6
+    # How long a failing task (or bulk page) keeps being retried before it gives up: a remediation
+    # tool must outlast a Graph or identity-endpoint incident, not a number of deliveries.
+    retry_budget_minutes: float = 60.0
     retry_base_seconds: float = 2.0
     graph_timeout_seconds: float = 15.0
     managed_identity_client_id: str | None = None
@@ -82,6 +85,10 @@ class Settings:
     @property
     def poison_queue(self) -> str:
         return f"{self.signout_queue}-poison"
+
+    @property
+    def retry_budget(self) -> timedelta:
+        return timedelta(minutes=self.retry_budget_minutes)
 
     @property
     def graph_base_url(self) -> str:
@@ -171,7 +178,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         signout_queue=env.get("SIGNOUT_QUEUE_NAME", "").strip() or "signout-requests",
         status_table=env.get("STATUS_TABLE_NAME", "").strip() or "signouttasks",
         protected_users=_protected_users(env),
-        max_attempts=_int(env, "MAX_ATTEMPTS", 6, 1, 50),
+        retry_budget_minutes=_float(env, "RETRY_BUDGET_MINUTES", 60.0, 0.05, 7 * 24 * 60.0),
         retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 2.0, 0.0, 3600.0),
         graph_timeout_seconds=_float(env, "GRAPH_TIMEOUT_SECONDS", 15.0, 1.0, 60.0),
         managed_identity_client_id=env.get("AZURE_CLIENT_ID", "").strip() or None,

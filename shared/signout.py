@@ -2,7 +2,12 @@
 
 resolve the user -> refuse protected accounts -> revokeSignInSessions -> read back
 signInSessionsValidFromDateTime -> record the outcome. Transient failures reschedule the
-task on the queue with a visibility delay (Retry-After when Graph sends one).
+task on the queue with a visibility delay (Retry-After when Graph sends one) until the retry
+budget (RETRY_BUDGET_MINUTES) is spent. Each attempt has a deadline; the sweeper re-drives a
+task whose attempt outlived it (a crashed instance) or whose message went missing.
+
+Queue messages are untrusted input: each queue takes only its own kinds, and a task message
+must carry its task's token, so a message written by anyone else changes nothing.
 """
 
 from __future__ import annotations
@@ -13,14 +18,25 @@ import random
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
-from shared.callbacks import deliver
-from shared.graph import GraphFailure, GraphUser
-from shared.identifiers import UserRef
-from shared.logs import state_change
+from shared.callback_delivery import callbacks_pending, deliver_callbacks
+from shared.graph import TOKEN_TIMEOUT_SECONDS, GraphFailure, GraphUser
+from shared.identifiers import UserRef, parse_user
 from shared.jobs import count_task, job_cancelled, page_poisoned, process_page
-from shared.messages import DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
+from shared.logs import state_change
+from shared.messages import (
+    CallbackMessage,
+    DirectRequest,
+    InvalidMessage,
+    JobPageMessage,
+    Message,
+    TaskMessage,
+    decode_message,
+    new_token,
+    token_matches,
+)
 from shared.models import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
 from shared.status_store import TaskExists
@@ -28,22 +44,43 @@ from shared.status_store import TaskExists
 log = logging.getLogger("signout.worker")
 
 MAX_PACING_WAIT_SECONDS = 5.0  # longer waits reschedule the task instead of holding a worker
-# Longer than any attempt lasts (a token and three Graph calls within GRAPH_TIMEOUT_SECONDS <= 60,
-# a pacing wait) and shorter than the host's 10-minute message lease, after which a crashed
-# attempt's own message returns.
-ATTEMPT_GRACE = timedelta(minutes=5)
+STORAGE_MARGIN_SECONDS = 15.0  # the attempt's own table writes
+SWEEP_GRACE = timedelta(seconds=30)  # after its due time, the sweeper re-drives a task
+MAX_RETRY_DELAY_SECONDS = 180.0
+GUEST_WARNING = (
+    "Guest (B2B) account: Microsoft Entra ID does not apply revokeSignInSessions to external users' "
+    "home-tenant sessions; revoke them in the user's home tenant as well."
+)
+UNVERIFIED_WARNING = (
+    "signInSessionsValidFromDateTime read back is earlier than the request; Graph may apply the "
+    "revocation with a delay of a few minutes."
+)
+NOT_READ_BACK_WARNING = "Graph did not return signInSessionsValidFromDateTime, so the revocation could not be verified."
+PERMISSION_HINT = (
+    "Grant the Function App's managed identity the Microsoft Graph application permission {permission} "
+    "(admin consent required); see README, Deployment."
+)
+POISONED = "gave up: its queue message failed repeatedly and was moved to the poison queue, and the retry budget (RETRY_BUDGET_MINUTES) is spent"
+
+
+class Priority(str, Enum):
+    """Graph's `x-ms-throttle-priority`: single and alert-driven work is throttled last."""
+
+    HIGH = "high"
+    LOW = "low"
 
 
 @dataclass(frozen=True)
 class Lane:
-    """Which queue a task travels on and the Graph throttle priority its calls carry."""
+    """A queue, the message kinds it takes, and the throttle priority its Graph calls carry."""
 
     queue: str
-    priority: str  # "high": single and alert-driven (throttled last); "low": bulk
+    priority: Priority
+    accepts: tuple[type, ...]
 
     @property
     def high(self) -> bool:
-        return self.priority == "high"
+        return self.priority is Priority.HIGH
 
 
 class Deferred(Exception):
@@ -55,48 +92,55 @@ class Deferred(Exception):
 
 
 def single_lane(rt: Runtime) -> Lane:
-    return Lane(rt.settings.signout_queue, "high")
+    return Lane(rt.settings.signout_queue, Priority.HIGH, (TaskMessage, DirectRequest, CallbackMessage))
 
 
 def bulk_lane(rt: Runtime) -> Lane:
-    return Lane(rt.settings.bulk_queue, "low")
-MAX_RETRY_DELAY_SECONDS = 300.0
-GUEST_WARNING = (
-    "Guest (B2B) account: Microsoft Entra ID does not apply revokeSignInSessions to external users' "
-    "home-tenant sessions; revoke them in the user's home tenant as well."
-)
-UNVERIFIED_WARNING = (
-    "signInSessionsValidFromDateTime read back is earlier than the request; Graph may apply the "
-    "revocation with a delay of a few minutes."
-)
-PERMISSION_HINT = (
-    "Grant the Function App's managed identity the Microsoft Graph application permission {permission} "
-    "(admin consent required); see README, Deployment."
-)
+    return Lane(rt.settings.bulk_queue, Priority.LOW, (TaskMessage,))
+
+
+def page_lane(rt: Runtime) -> Lane:
+    return Lane(rt.settings.bulk_page_queue, Priority.LOW, (JobPageMessage,))
+
+
+def lane_of(rt: Runtime, record: TaskRecord) -> Lane:
+    return bulk_lane(rt) if record.job_id else single_lane(rt)
+
+
+def attempt_seconds(rt: Runtime) -> float:
+    """An attempt's bounded steps: a token, three Graph calls, a pacing wait and its table writes."""
+    return TOKEN_TIMEOUT_SECONDS + 3 * rt.settings.graph_timeout_seconds + MAX_PACING_WAIT_SECONDS + STORAGE_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)
 class Outcome:
     status: TaskStatus
     changes: dict[str, Any] = field(default_factory=dict)
-    graph_request_id: str | None = None
 
 
-async def process_message(rt: Runtime, raw: bytes, message_id: str, lane: Lane | None = None) -> None:
+def decode_for(raw: bytes, message_id: str, lane: Lane) -> Message | None:
+    """The message if this queue takes its kind; anything else is logged (safely) and dropped."""
     try:
         message = decode_message(raw)
     except InvalidMessage as exc:
         # repr() keeps control characters in the excerpt from forging log lines.
-        log.error("dropped invalid queue message %s: %r; starts with %r", message_id, exc.reason, raw[:120])
-        if exc.task_id:
-            await fail_task(rt, exc.task_id, TaskError(ErrorCategory.INVALID_REQUEST, f"invalid queue message: {exc.reason}"))
-        return
-    lane = lane or single_lane(rt)
+        log.error("dropped invalid queue message %s on %s: %r; starts with %r", message_id, lane.queue, exc.reason, raw[:120])
+        return None
+    if not isinstance(message, lane.accepts):
+        log.error("dropped %s %s on %s: this queue does not take that kind of message", type(message).__name__, message_id, lane.queue)
+        return None
+    return message
+
+
+async def process_message(rt: Runtime, raw: bytes, message_id: str, lane: Lane) -> None:
+    message = decode_for(raw, message_id, lane)
     if isinstance(message, DirectRequest):
         await adopt_direct_request(rt, message, message_id)
     elif isinstance(message, JobPageMessage):
         await process_page(rt, message)
-    else:
+    elif isinstance(message, CallbackMessage):
+        await deliver_callbacks(rt, message)
+    elif isinstance(message, TaskMessage):
         await process_task(rt, message, lane, message_id)
 
 
@@ -113,43 +157,47 @@ def _direct_record(request: DirectRequest, message_id: str, status: TaskStatus, 
         source="queue",
         correlation_id=request.correlation_id,
         error=error,
+        token=new_token(),
     )
 
 
 async def adopt_direct_request(rt: Runtime, request: DirectRequest, message_id: str) -> None:
     """Turn a message put straight on the queue into a task (once per queue message) and queue
-    it as a task message, so its retries and its poison copy carry the task id."""
+    it as a task message, so its retries and its poison copy carry the task id and token."""
     record = _direct_record(request, message_id, TaskStatus.QUEUED)
+    await rt.store.mark_active(record.id, utcnow() + SWEEP_GRACE)  # first: the sweeper covers a crash below
     try:
-        state_change(await rt.store.create(record, request.user))
-    except TaskExists:
-        pass  # a redelivery after the record was written: queue it (again) below
-    await rt.queue.put(rt.settings.signout_queue, TaskMessage(record.id, request.user).to_text())
+        record = await rt.store.create(record, request.user)
+        state_change(record)
+    except TaskExists:  # a redelivery after the record was written: queue it (again) below
+        record = await rt.store.get(record.id) or record
+    await rt.queue.put(rt.settings.signout_queue, TaskMessage(record.id, request.user, record.token).to_text())
 
 
 async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id: str = "") -> None:
     record = await rt.store.get(message.task_id)
     if record is None:
-        log.warning("dropped message for task %s: no record (its request was not accepted)", message.task_id)
+        log.warning("dropped message for task %s: no record (the sweeper re-drives it if its record lands later)", message.task_id)
+        return
+    if not _belongs(record, message, lane):
         return
     if record.status.is_terminal:
         log.info("task %s is already %s; redelivered message ignored", record.id, record.status.value)
         await count_task(rt, record)  # in case the last run stopped between the two
+        await finish(rt, record)
         return
-    if record.user.lower() != message.user.key:
-        await _move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.INVALID_REQUEST, "queue message names another user than the task"))
-        return
-    if _attempt_running_elsewhere(record, message_id):
+    if (remaining := _attempt_running_elsewhere(record, message_id)) is not None:
         log.info("task %s: its attempt runs under another message; this copy looks again later", record.id)
-        remaining = ATTEMPT_GRACE - (utcnow() - record.updated_at)  # when that attempt counts as ended
-        await rt.queue.put(lane.queue, message.to_text(), max(1.0, remaining.total_seconds()))
+        await rt.queue.put(lane.queue, message.to_text(), max(1.0, remaining))
         return
     if record.job_id and record.status is TaskStatus.QUEUED and await job_cancelled(rt, record.job_id):
         error = TaskError(ErrorCategory.CANCELLED, f"not signed out: bulk job {record.job_id} was cancelled before this task started")
-        await _move(rt, record, TaskStatus.SKIPPED, error=error)
+        await move(rt, record, TaskStatus.SKIPPED, error=error)
         return
-    if record.attempts >= rt.settings.max_attempts:  # crashed mid-attempt too often
-        await _give_up(rt, record, "the task's attempts ended without a result")
+    crashed = record.status is TaskStatus.IN_PROGRESS  # its last attempt ended without a result
+    retry_since = record.retry_since or (utcnow() if crashed else None)
+    if retry_since and _budget_spent(rt, retry_since):
+        await _give_up(rt, record, record.error.message if record.error else "the task's attempts ended without a result", record.error)
         return
     if not lane.high and not _protected_locally(rt, record, message.user):
         try:
@@ -157,28 +205,62 @@ async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id
         except Deferred as deferred:  # the record stays queued; only the message moves
             await rt.queue.put(lane.queue, message.to_text(), deferred.seconds)
             return
-    record = await _move(rt, record, TaskStatus.IN_PROGRESS, attempts=record.attempts + 1, next_attempt_at=None, attempt_message_id=message_id)
+    await _attempt(rt, record, message, lane, message_id, retry_since)
+
+
+def _belongs(record: TaskRecord, message: TaskMessage, lane: Lane) -> bool:
+    """Whether this message may run this task: the service wrote it (token) for this user, on
+    the task's own queue. Otherwise it is dropped, and the task it names is left as it is."""
+    if not token_matches(record.token, message.token):
+        reason = "its token does not match (it was not written by this service)"
+    elif record.user.lower() != message.user.key:
+        reason = "it names another user than the task"
+    elif (record.job_id is None) != lane.high:
+        reason = f"task {'of a bulk job' if record.job_id else 'not of a bulk job'} on queue {lane.queue}"
+    else:
+        return True
+    log.error("dropped message for task %s: %s", record.id, reason)
+    return False
+
+
+async def _attempt(rt: Runtime, record: TaskRecord, message: TaskMessage, lane: Lane, message_id: str, retry_since: datetime | None) -> None:
+    budget = attempt_seconds(rt)
+    deadline = utcnow() + timedelta(seconds=budget)
+    await rt.store.mark_active(record.id, deadline + SWEEP_GRACE)  # first: a crash from here on is swept
+    record = await move(
+        rt, record, TaskStatus.IN_PROGRESS, attempts=record.attempts + 1, next_attempt_at=None,
+        attempt_message_id=message_id, attempt_deadline=deadline, retry_since=retry_since,
+    )  # fmt: skip
     try:
-        outcome = await revoke(rt, record, message.user, lane)
+        async with asyncio.timeout(budget - STORAGE_MARGIN_SECONDS):
+            outcome = await revoke(rt, record, message.user, lane)
     except GraphFailure as failure:
         await _after_failure(rt, record, message, failure, lane)
         return
-    await _move(rt, record, outcome.status, graph_request_id=outcome.graph_request_id, **outcome.changes)
+    except TimeoutError:
+        overran = GraphFailure("the attempt did not finish before its deadline", code="AttemptDeadline", transient=True)
+        await _after_failure(rt, record, message, overran, lane)
+        return
+    await move(rt, record, outcome.status, **outcome.changes)
 
 
-def _attempt_running_elsewhere(record: TaskRecord, message_id: str) -> bool:
-    """A duplicate message (a redelivered page or direct request queued its task twice) while
-    another message's attempt is under way. A redelivery of the attempt's own message means that
-    attempt ended (crashed), and so does an attempt older than any attempt can last."""
-    return (
-        record.status is TaskStatus.IN_PROGRESS
-        and record.attempt_message_id not in (None, message_id)
-        and utcnow() - record.updated_at < ATTEMPT_GRACE
-    )
+def _attempt_running_elsewhere(record: TaskRecord, message_id: str) -> float | None:
+    """Seconds until the attempt under way under another message (a duplicate copy of a redelivered
+    page or direct request) has surely ended; None when no other attempt is running. A redelivery of
+    the attempt's own message means that attempt ended (crashed)."""
+    if record.status is not TaskStatus.IN_PROGRESS or record.attempt_message_id in (None, message_id):
+        return None
+    deadline = record.attempt_deadline or record.updated_at + timedelta(minutes=5)  # records from before deadlines
+    remaining = (deadline - utcnow()).total_seconds()
+    return remaining if remaining > 0 else None
+
+
+def _budget_spent(rt: Runtime, retry_since: datetime) -> bool:
+    return utcnow() - retry_since >= rt.settings.retry_budget
 
 
 def _protected_locally(rt: Runtime, record: TaskRecord, user: UserRef) -> bool:
-    """Protected by what is known without Graph (bulk tasks come resolved): spend no write token."""
+    """Protected by what is known without Graph: spend no write token on it."""
     known = {user.key, (record.resolved_id or "").lower(), (record.resolved_upn or "").lower()}
     return bool(known & rt.settings.protected_users)
 
@@ -188,14 +270,17 @@ async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> 
         return _protected(user.value)
     target = await _resolve(rt, record, user, lane)
     resolved = {"resolved_id": target.id, "resolved_upn": target.user_principal_name, "user_type": target.user_type}
-    if {target.id.lower(), (target.user_principal_name or "").lower()} & rt.settings.protected_users:
+    # Compared by object id with PROTECTED_USERS resolved through Graph: whatever the message,
+    # page or caller spelled. Undecided (Graph down) raises a transient failure: no revoke.
+    protected = await rt.protected.current()
+    if protected.covers(target.id, target.user_principal_name):
         return _protected(user.value, resolved)
     if lane.high:
         rt.pacer.reserve(high_priority=True)  # never waits; bulk writes yield to it
     if record.job_id is None:  # from here on a new request for this user is not covered by this task
         await rt.store.release_pending(user, record.id)
     try:
-        revoked = await rt.graph.revoke_sessions(target.id, record.id, lane.priority)
+        revoked = await rt.graph.revoke_sessions(target.id, record.id, lane.priority.value)
     except GraphFailure as failure:
         if failure.status == 429:
             rt.pacer.throttled(failure.retry_after)
@@ -208,15 +293,18 @@ async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> 
         warnings.append(GUEST_WARNING)
     elif valid_from is not None and not verified:
         warnings.append(UNVERIFIED_WARNING)
+    elif valid_from is None and not warnings:
+        warnings.append(NOT_READ_BACK_WARNING)
     changes = {**resolved, "sessions_valid_from": valid_from, "verified": verified, "warnings": tuple(warnings), "error": None}
-    return Outcome(TaskStatus.SUCCEEDED, changes, revoked.request_id)
+    return Outcome(TaskStatus.SUCCEEDED, {**changes, "graph_request_id": revoked.request_id})
 
 
 async def _resolve(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> GraphUser:
-    """Bulk tasks were resolved by their enumeration page; others are looked up now."""
+    """Bulk tasks were resolved by their enumeration page (a link the job itself holds); others
+    are looked up now."""
     if record.job_id and record.resolved_id:
         return GraphUser(record.resolved_id, record.resolved_upn, record.user_type, None)
-    return (await rt.graph.get_user(user.value, record.id, lane.priority)).value
+    return (await rt.graph.get_user(user.value, record.id, lane.priority.value)).value
 
 
 async def _pace(rt: Runtime) -> None:
@@ -232,7 +320,7 @@ async def _pace(rt: Runtime) -> None:
 async def _read_back(rt: Runtime, record: TaskRecord, user_id: str, lane: Lane) -> tuple[datetime | None, list[str]]:
     """The revocation already happened: a failed read-back must not repeat it."""
     try:
-        after = await rt.graph.get_user(user_id, record.id, lane.priority)
+        after = await rt.graph.get_user(user_id, record.id, lane.priority.value)
     except GraphFailure as failure:
         return None, [f"could not read signInSessionsValidFromDateTime back: {failure.message}"]
     return after.value.sessions_valid_from, []
@@ -257,7 +345,8 @@ def classify(failure: GraphFailure) -> TaskError:
 
 
 def retry_delay(retry_after: float | None, attempt: int, base_seconds: float) -> float:
-    """Retry-After when Graph gives one; else exponential backoff with jitter. Never below 1 s."""
+    """Retry-After when Graph gives one; else exponential backoff with jitter, capped at a few
+    minutes. Never below 1 s."""
     if retry_after is not None and retry_after > 0:
         return min(max(retry_after, 1.0), MAX_RETRY_DELAY_SECONDS)
     backoff = min(base_seconds * 2 ** max(attempt - 1, 0), MAX_RETRY_DELAY_SECONDS)
@@ -267,14 +356,16 @@ def retry_delay(retry_after: float | None, attempt: int, base_seconds: float) ->
 async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, failure: GraphFailure, lane: Lane) -> None:
     error = classify(failure)
     if error.category is not ErrorCategory.TRANSIENT:
-        await _move(rt, record, TaskStatus.FAILED, error=error)
+        await move(rt, record, TaskStatus.FAILED, error=error)
         return
-    if record.attempts >= rt.settings.max_attempts:
+    since = record.retry_since or utcnow()
+    if _budget_spent(rt, since):
         await _give_up(rt, record, failure.message, error)
         return
     delay = retry_delay(failure.retry_after, record.attempts, rt.settings.retry_base_seconds)
     next_at = utcnow() + timedelta(seconds=delay)
-    await _move(rt, record, TaskStatus.QUEUED, error=error, next_attempt_at=next_at)
+    await rt.store.mark_active(record.id, next_at + SWEEP_GRACE)
+    await move(rt, record, TaskStatus.QUEUED, error=error, next_attempt_at=next_at, retry_since=since)
     if record.job_id is None:
         await rt.store.claim_pending(message.user, record, None)  # queued again: it covers new requests
     # If this put fails the exception makes the host redeliver the original message instead.
@@ -282,57 +373,67 @@ async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, 
 
 
 async def _give_up(rt: Runtime, record: TaskRecord, reason: str, last: TaskError | None = None) -> None:
-    message = f"gave up after {record.attempts} attempt(s); last error: {reason}"
+    budget = f"{rt.settings.retry_budget_minutes:g} minute(s)"
+    message = f"gave up after {record.attempts} attempt(s) over the retry budget of {budget}; last error: {reason}"
     details = {"code": last.code, "graph_request_id": last.graph_request_id, "http_status": last.http_status} if last else {}
-    await _move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.GAVE_UP, message, **details))
+    await move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.GAVE_UP, message, **details))
 
 
-async def fail_task(rt: Runtime, task_id: str, error: TaskError) -> None:
-    """Mark a task failed unless it already finished (poison and invalid messages)."""
-    record = await rt.store.get(task_id)
-    if record is None or record.status.is_terminal:
-        return
-    await _move(rt, record, TaskStatus.FAILED, error=error)
-
-
-POISONED = "gave up: its queue message failed repeatedly and was moved to the poison queue"
-
-
-async def process_poison(rt: Runtime, raw: bytes, message_id: str) -> None:
-    try:
-        decoded = decode_message(raw)
-    except InvalidMessage as exc:
-        await _fail_poisoned(rt, exc.task_id, message_id)
-        return
+async def process_poison(rt: Runtime, raw: bytes, message_id: str, lane: Lane) -> None:
+    """A message the host gave up on after maxDequeueCount deliveries (storage down, a bug). Its
+    task is re-driven while its retry budget lasts, then failed; a message this service did not
+    write (no matching token) changes nothing."""
+    decoded = decode_for(raw, message_id, lane)
     if isinstance(decoded, JobPageMessage):
         await page_poisoned(rt, decoded)
-        return
-    if isinstance(decoded, DirectRequest):  # it never became a task: record that it failed
+    elif isinstance(decoded, DirectRequest):  # it never became a task: record that it failed
         failed = _direct_record(decoded, message_id, TaskStatus.FAILED, TaskError(ErrorCategory.GAVE_UP, POISONED))
         with suppress(TaskExists):
             state_change(await rt.store.create(failed, decoded.user))
+    elif isinstance(decoded, CallbackMessage):
+        log.error("callback message for task %s was poisoned; its callbacks stay as recorded", decoded.task_id)
+    elif isinstance(decoded, TaskMessage):
+        await _task_poisoned(rt, decoded, lane)
+
+
+async def _task_poisoned(rt: Runtime, message: TaskMessage, lane: Lane) -> None:
+    record = await rt.store.get(message.task_id)
+    if record is None or record.status.is_terminal or not _belongs(record, message, lane):
         return
-    await _fail_poisoned(rt, decoded.task_id, message_id)
-
-
-async def _fail_poisoned(rt: Runtime, task_id: str | None, message_id: str) -> None:
-    if task_id is None:
-        log.error("poison message %s names no task; dropped", message_id)
+    if record.retry_since is None:  # the budget starts now
+        record = await rt.store.save(record, replace(record, retry_since=utcnow(), updated_at=utcnow()))
+    elif _budget_spent(rt, record.retry_since):
+        await move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.GAVE_UP, POISONED))
         return
-    await fail_task(rt, task_id, TaskError(ErrorCategory.GAVE_UP, POISONED))
+    delay = retry_delay(None, record.attempts + 1, max(rt.settings.retry_base_seconds, 5.0))
+    log.warning("task %s: its message was poisoned; queued again in %.0f s (retry budget left)", record.id, delay)
+    await rt.queue.put(lane.queue, message.to_text(), delay)
 
 
-async def _move(rt: Runtime, record: TaskRecord, status: TaskStatus, **changes: Any) -> TaskRecord:
+async def redrive(rt: Runtime, record: TaskRecord) -> None:
+    """Queue the task again (the sweeper: its attempt outlived its deadline, or its message went
+    missing). A duplicate message is harmless: a second copy waits for a running attempt, and
+    revoking a user twice changes nothing; leaving a user signed in is what must not happen."""
+    lane = lane_of(rt, record)
+    await rt.store.mark_active(record.id, utcnow() + timedelta(seconds=attempt_seconds(rt)) + SWEEP_GRACE)
+    await rt.queue.put(lane.queue, TaskMessage(record.id, parse_user(record.user), record.token).to_text())
+    log.warning("task %s (%s) re-driven by the sweeper", record.id, record.status.value)
+
+
+async def move(rt: Runtime, record: TaskRecord, status: TaskStatus, **changes: Any) -> TaskRecord:
     saved = await rt.store.save(record, record.moved_to(status, **changes))
     state_change(saved)
     await count_task(rt, saved)
-    if saved.status.is_terminal and saved.callback_url:
-        saved = await _call_back(rt, saved)
+    if saved.status.is_terminal:
+        await finish(rt, saved)
     return saved
 
 
-async def _call_back(rt: Runtime, record: TaskRecord) -> TaskRecord:
-    """Tell the Logic App waiting on its HTTP Webhook action; the outcome goes on the record."""
-    outcome = await deliver(rt.http, record.callback_url or "", record.to_api())
-    log.info("callback for task %s: %s after %s attempt(s)", record.id, outcome["status"], outcome["attempts"])
-    return await rt.store.save(record, replace(record, callback=outcome, updated_at=utcnow()))
+async def finish(rt: Runtime, record: TaskRecord) -> None:
+    """After the terminal save: queue the callbacks (theirs is a message of its own, so a crash
+    here cannot lose them: the active row stays and the sweeper calls this again), then leave
+    the active set."""
+    if record.job_id is None and await callbacks_pending(rt, record):
+        await rt.queue.put(rt.settings.signout_queue, CallbackMessage(record.id, record.token).to_text())
+    if record.attempts or record.job_id is None:  # bulk tasks are active only once started
+        await rt.store.clear_active(record.id)

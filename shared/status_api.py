@@ -13,27 +13,43 @@ from shared.messages import is_task_id
 from shared.models import TaskRecord, TaskStatus, iso, parse_iso
 from shared.problems import Problem, field_error, pointer_to
 from shared.runtime import Runtime
+from shared.status_store import correlation_partition
 
 DEFAULT_TOP = 50
 MAX_TOP = 100
 SCAN_BUDGET = 1000  # index rows read per page at most when a status filter is selective
 _ROW_KEY = re.compile(r"\d{13}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-KNOWN_PARAMS = frozenset({"user", "status", "since", "until", "top", "continuationToken", "code"})
+KNOWN_PARAMS = frozenset({"user", "correlationId", "status", "verified", "since", "until", "top", "continuationToken", "code"})
+MAX_CORRELATION_ID = 128
+JOINS_SHOWN = 20
 
 
 @dataclass(frozen=True)
 class LogQuery:
     user: UserRef | None = None
+    correlation_id: str | None = None
     status: TaskStatus | None = None
+    verified: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
     top: int = DEFAULT_TOP
     after: str | None = None
 
+    @property
+    def partition(self) -> str | None:
+        if self.user:
+            return self.user.partition
+        return correlation_partition(self.correlation_id) if self.correlation_id else None
+
+    def matches(self, task: TaskRecord) -> bool:
+        return (self.status is None or task.status is self.status) and (self.verified is None or bool(task.verified) is self.verified)
+
     def as_params(self) -> dict[str, str]:
         params = {
             "user": self.user.value if self.user else None,
+            "correlationId": self.correlation_id,
             "status": self.status.value if self.status else None,
+            "verified": None if self.verified is None else str(self.verified).lower(),
             "since": iso(self.since),
             "until": iso(self.until),
             "top": str(self.top),
@@ -56,9 +72,21 @@ async def get_task(rt: Runtime, task_id: str) -> TaskRecord:
     return task
 
 
+async def joined_requests(rt: Runtime, task: TaskRecord) -> dict[str, object]:
+    """The requests that joined the task while it was queued (the first 20) and their count.
+    Their callback URLs carry a secret (`sig`): only their delivery state is shown."""
+    joins, count = await rt.store.joins(task.id, JOINS_SHOWN)
+    shown = [{key: value for key, value in joined.items() if key != "callbackUrl"} for _, joined in joins]
+    return {"joinedRequests": shown, "joinedCount": count}
+
+
 def parse_log_query(params: dict[str, str]) -> LogQuery:
     errors = [field_error(pointer_to(name), "is not a known query parameter") for name in sorted(set(params) - KNOWN_PARAMS)]
     user = _parse(params, "user", parse_user, (InvalidIdentifier,), errors)
+    correlation_id = _parse(params, "correlationId", _correlation_id, (ValueError,), errors, f"must be 1-{MAX_CORRELATION_ID} printable characters")
+    if user is not None and correlation_id is not None:
+        errors.append(field_error("/correlationId", "give either user or correlationId, not both"))
+    verified = _parse(params, "verified", _boolean, (ValueError,), errors, "must be true or false")
     status = _parse(params, "status", TaskStatus, (ValueError,), errors, f"must be one of {', '.join(s.value for s in TaskStatus)}")
     since = _parse(params, "since", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285")
     until = _parse(params, "until", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285")
@@ -68,17 +96,17 @@ def parse_log_query(params: dict[str, str]) -> LogQuery:
     after = _parse(params, "continuationToken", _decode_token, (ValueError,), errors, "is not a token this API issued")
     if errors:
         raise Problem(400, "Invalid query", f"{len(errors)} problem(s) in the query", errors)
-    return LogQuery(user, status, since, until, top or DEFAULT_TOP, after)
+    return LogQuery(user, correlation_id, status, verified, since, until, top or DEFAULT_TOP, after)
 
 
 async def read_log(rt: Runtime, query: LogQuery) -> LogResult:
     tasks: list[TaskRecord] = []
     after, scanned = query.after, 0
     while len(tasks) < query.top and scanned < SCAN_BUDGET:
-        page = await rt.store.log_page(query.user, query.until, query.since, after, query.top - len(tasks))
+        page = await rt.store.log_page(query.partition, query.until, query.since, after, query.top - len(tasks))
         scanned += len(page.task_ids)
         records = await rt.store.get_many(page.task_ids)
-        tasks += [task for task in records if query.status is None or task.status is query.status]
+        tasks += [task for task in records if query.matches(task)]
         after = page.last_row_key
         if after is None:
             break
@@ -98,6 +126,18 @@ def _parse(params, name, convert, errors_to_catch, errors, message=None):  # typ
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2286, 1, 1, tzinfo=timezone.utc)  # the log's time keys hold 13 digits of milliseconds
+
+
+def _correlation_id(text: str) -> str:
+    if len(text) > MAX_CORRELATION_ID or not text.isprintable():
+        raise ValueError(text)
+    return text
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(text)
+    return text.lower() == "true"
 
 
 def _moment(text: str) -> datetime:

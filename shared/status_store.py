@@ -6,6 +6,11 @@ Key design (one table):
 - per-user log     PK=user-<sha256(user)> RK=<inv. time>-<id>   a user's tasks, newest first
 - pending pointer  PK=user-<sha256(user)> RK="pending"     the user's task still `queued`, if any
 - idempotency key  PK=idem-<sha256(key)>  RK="request"
+- idempotency log  PK="idemlog"           RK=<inv. time>-<sha256(key)>  for retention
+- correlation log  PK=corr-<sha256(id)>   RK=<inv. time>-<id>   tasks by (joined) correlation id
+- joined request   PK=<task id>           RK=join-<time>-<uuid>  a request coalesced into the task
+- active task      PK="active"            RK=<task id>     not finished: due time for the sweeper
+- bulk job         PK=<job id>            RK="job"; its page links RK=page-<n>; PK="jobs" index
 Index rows are written once and never change; the task record is the only mutable truth.
 Every filter is parameterised (no OData built from input).
 """
@@ -16,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import random
+import uuid
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +36,9 @@ from shared.identifiers import InvalidIdentifier, UserRef, parse_user
 from shared.models import TaskRecord, utcnow
 
 LOG_PARTITION = "log"
+ACTIVE_PARTITION = "active"
+IDEMPOTENCY_LOG = "idemlog"
+JOIN_PREFIX = "join-"
 TASK_ROW = "task"
 PENDING_ROW = "pending"
 IDEMPOTENCY_ROW = "request"
@@ -42,6 +51,10 @@ def time_key(moment: datetime) -> str:
 
 def index_row_key(created_at: datetime, task_id: str) -> str:
     return f"{time_key(created_at)}-{task_id}"
+
+
+def correlation_partition(correlation_id: str) -> str:
+    return "corr-" + hashlib.sha256(correlation_id.encode()).hexdigest()[:40]
 
 
 class TaskExists(Exception):
@@ -108,6 +121,8 @@ class StatusStore:
         except ResourceExistsError as exc:
             raise TaskExists(record.id) from exc
         partitions = [LOG_PARTITION] + ([user.partition] if user else [])
+        if record.correlation_id:
+            partitions.append(correlation_partition(record.correlation_id))
         await asyncio.gather(*(table.upsert_entity(_index_row(partition, record)) for partition in partitions))
         return _with_etag(record, metadata)
 
@@ -137,6 +152,69 @@ class StatusStore:
                 raise ConcurrentUpdate(current.id) from exc
             raise
         return _with_etag(updated, metadata)
+
+    async def add_index_row(self, partition: str, record: TaskRecord) -> None:
+        table = await self._client()
+        await table.upsert_entity(_index_row(partition, record))
+
+    # --- active (unfinished) tasks, for the sweeper -------------------------------------------
+    async def mark_active(self, task_id: str, due: datetime) -> None:
+        """The task must have moved on by `due`, or the sweeper re-drives it."""
+        table = await self._client()
+        await table.upsert_entity({"PartitionKey": ACTIVE_PARTITION, "RowKey": task_id, "Due": due}, mode=UpdateMode.REPLACE)
+
+    async def clear_active(self, task_id: str) -> None:
+        table = await self._client()
+        with suppress(ResourceNotFoundError):
+            await table.delete_entity(ACTIVE_PARTITION, task_id)
+
+    async def overdue(self, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Active tasks whose due time has passed (one partition: as many rows as unfinished tasks)."""
+        table = await self._client()
+        query = "PartitionKey eq @pk and Due lt @now"
+        rows: list[tuple[str, datetime]] = []
+        async for entity in table.query_entities(query, parameters={"pk": ACTIVE_PARTITION, "now": now}, select=["RowKey", "Due"]):
+            rows.append((entity["RowKey"], entity["Due"]))
+            if len(rows) == limit:
+                break
+        return rows
+
+    async def count_active(self, limit: int) -> tuple[int, datetime | None]:
+        """How many tasks are unfinished (up to `limit`) and the earliest due time among them."""
+        table = await self._client()
+        count, earliest = 0, None
+        async for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["Due"]):
+            count += 1
+            earliest = entity["Due"] if earliest is None or entity["Due"] < earliest else earliest
+            if count == limit:
+                break
+        return count, earliest
+
+    # --- requests that joined a queued task -----------------------------------------------------
+    async def add_join(self, task_id: str, joined: dict[str, Any]) -> str:
+        table = await self._client()
+        row_key = f"{JOIN_PREFIX}{int(utcnow().timestamp() * 1000):013d}-{uuid.uuid4()}"
+        await table.create_entity({"PartitionKey": task_id, "RowKey": row_key, "Request": json.dumps(joined)})
+        return row_key
+
+    async def joins(self, task_id: str, limit: int) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+        """The first `limit` joined requests, oldest first, and how many there are (counted up to 1,000)."""
+        table = await self._client()
+        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+        parameters = {"pk": task_id, "low": JOIN_PREFIX, "high": JOIN_PREFIX[:-1] + "."}
+        found: list[tuple[str, dict[str, Any]]] = []
+        count = 0
+        async for entity in table.query_entities(query, parameters=parameters):
+            count += 1
+            if len(found) < limit:
+                found.append((entity["RowKey"], json.loads(entity["Request"])))
+            if count == 1000:
+                break
+        return found, count
+
+    async def save_join(self, task_id: str, row_key: str, joined: dict[str, Any]) -> None:
+        table = await self._client()
+        await table.upsert_entity({"PartitionKey": task_id, "RowKey": row_key, "Request": json.dumps(joined)}, mode=UpdateMode.REPLACE)
 
     # --- the user's queued task -----------------------------------------------------------
     async def pending(self, user: UserRef) -> Pending | None:
@@ -174,14 +252,15 @@ class StatusStore:
 
     # --- remediation log --------------------------------------------------------------------
     async def log_page(
-        self, user: UserRef | None, newest: datetime | None, oldest: datetime | None, after: str | None, limit: int
+        self, partition: str | None, newest: datetime | None, oldest: datetime | None, after: str | None, limit: int
     ) -> LogPage:
-        """Task ids newest first, within [oldest, newest], starting after row key `after`."""
+        """Task ids newest first, within [oldest, newest], starting after row key `after`, from the
+        remediation log or from one index partition (a user's, a correlation id's)."""
         table = await self._client()
         low = time_key(newest) if newest else "0"
         high = time_key(oldest) + "." if oldest else ":"  # row keys: 13 digits, '-', id; '.' sorts after '-'
         query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
-        parameters: dict[str, Any] = {"pk": user.partition if user else LOG_PARTITION, "low": low, "high": high}
+        parameters: dict[str, Any] = {"pk": partition or LOG_PARTITION, "low": low, "high": high}
         if after:
             query += " and RowKey gt @after"
             parameters["after"] = after
@@ -206,6 +285,10 @@ class StatusStore:
         except ResourceNotFoundError:
             return None
         return dict(entity), _etag(entity.metadata)
+
+    async def upsert_row(self, entity: dict[str, Any]) -> None:
+        table = await self._client()
+        await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     async def replace_row(self, entity: dict[str, Any], etag: str) -> str:
         """ETag-guarded replace; ConcurrentUpdate when someone changed the row meanwhile."""

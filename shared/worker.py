@@ -1,4 +1,5 @@
-"""Queue triggers: decode, call one use-case function. Retries belong to the queue runtime."""
+"""Queue and timer triggers: decode, call one use-case function. Each queue takes only its own
+message kinds (its lane); retries belong to the queue runtime."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import azure.functions as func
 from shared.graph import warm_up
 from shared.retention import apply_retention
 from shared.runtime import runtime
-from shared.signout import bulk_lane, process_message, process_poison
+from shared.signout import bulk_lane, page_lane, process_message, process_poison, single_lane
 from shared.storage import CONNECTION
+from shared.sweeper import sweep
 
 bp = func.Blueprint()
 warm_up()
@@ -16,12 +18,15 @@ warm_up()
 
 @bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%", connection=CONNECTION)
 async def signout_worker(msg: func.QueueMessage) -> None:
-    await process_message(runtime(), msg.get_body(), msg.id or "")
+    """Single and alert-driven tasks, direct requests (Logic Apps) and callback deliveries."""
+    rt = runtime()
+    await process_message(rt, msg.get_body(), msg.id or "", single_lane(rt))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%-poison", connection=CONNECTION)
 async def signout_poison(msg: func.QueueMessage) -> None:
-    await process_poison(runtime(), msg.get_body(), msg.id or "")
+    rt = runtime()
+    await process_poison(rt, msg.get_body(), msg.id or "", single_lane(rt))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%", connection=CONNECTION)
@@ -34,7 +39,8 @@ async def bulk_worker(msg: func.QueueMessage) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%-poison", connection=CONNECTION)
 async def bulk_poison(msg: func.QueueMessage) -> None:
-    await process_poison(runtime(), msg.get_body(), msg.id or "")
+    rt = runtime()
+    await process_poison(rt, msg.get_body(), msg.id or "", bulk_lane(rt))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%BULK_PAGE_QUEUE_NAME%", connection=CONNECTION)
@@ -42,15 +48,22 @@ async def bulk_pages(msg: func.QueueMessage) -> None:
     """Bulk jobs' enumeration, one Graph page per message, apart from the tasks it produces so
     that the next page never waits behind 999 of them."""
     rt = runtime()
-    await process_message(rt, msg.get_body(), msg.id or "", bulk_lane(rt))
+    await process_message(rt, msg.get_body(), msg.id or "", page_lane(rt))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%BULK_PAGE_QUEUE_NAME%-poison", connection=CONNECTION)
 async def bulk_pages_poison(msg: func.QueueMessage) -> None:
-    await process_poison(runtime(), msg.get_body(), msg.id or "")
+    rt = runtime()
+    await process_poison(rt, msg.get_body(), msg.id or "", page_lane(rt))
 
 
-@bp.timer_trigger(arg_name="timer", schedule="0 17 3 * * *", run_on_startup=False)
+@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False)
+async def sweeper(timer: func.TimerRequest) -> None:
+    """Every minute: re-drive tasks whose attempt outlived its deadline or whose message is lost."""
+    await sweep(runtime())
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 17 * * * *", run_on_startup=False)
 async def retention(timer: func.TimerRequest) -> None:
-    """Daily at 03:17 UTC: delete task records older than RETENTION_DAYS."""
+    """Hourly at :17: delete what is older than RETENTION_DAYS, in bounded batches."""
     await apply_retention(runtime())

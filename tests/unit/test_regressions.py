@@ -23,10 +23,10 @@ import azure.functions as func
 import pytest
 
 from shared import logs
-from shared.messages import DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
+from shared.messages import CallbackMessage, DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
 from shared.models import TaskRecord, TaskStatus, iso, utcnow
 from shared.problems import PROBLEM_CONTENT_TYPE, Problem, pointer_to
-from shared.signout import process_message, process_poison
+from shared.signout import Lane, Priority, process_message, process_poison
 from shared.signout_request import load_json_object, parse_bulk_request, parse_signout_request
 from shared.status_api import parse_log_query
 from shared.status_store import time_key
@@ -182,10 +182,10 @@ async def test_defect3_the_worker_and_the_poison_handler_drop_them_without_raisi
     """An exception escaping to the Functions host means retries and the poison queue; these return.
     No runtime is needed: a message that names no task touches no storage."""
     caplog.set_level(logging.ERROR, logger="signout.worker")
-    await process_message(None, raw, "message-1")  # type: ignore[arg-type]
-    await process_poison(None, raw, "message-1")  # type: ignore[arg-type]
-    assert "dropped invalid queue message message-1" in caplog.text
-    assert "poison message message-1 names no task; dropped" in caplog.text
+    lane = Lane("signout-requests", Priority.HIGH, (TaskMessage, DirectRequest, CallbackMessage))
+    await process_message(None, raw, "message-1", lane)  # type: ignore[arg-type]
+    await process_poison(None, raw, "message-1", lane)  # type: ignore[arg-type]
+    assert caplog.text.count("dropped invalid queue message message-1 on signout-requests") == 2
 
 
 # --- 4. (extra) a bulk request's Idempotency-Key is validated like any other ---------------------
