@@ -51,7 +51,7 @@ def running_stack() -> Iterator[tuple[LocalStack, httpx.Client, GraphLog]]:
         "PROTECTED_USERS": BREAK_GLASS,
         # Generated callbackUrls must never leave the machine: the only allowed host is a closed loopback port.
         "CALLBACK_ALLOWED_HOSTS": "127.0.0.1:9",
-        "MAX_ATTEMPTS": "2",
+        "RETRY_BUDGET_MINUTES": "0.1",
         "RETRY_BASE_SECONDS": "0.2",
         "GRAPH_TIMEOUT_SECONDS": "3",
     }

@@ -15,7 +15,7 @@ from tests.integration.helpers import CallbackReceiver, Sim
 from tools.local_stack import LocalStack
 
 TEST_SETTINGS = {
-    "MAX_ATTEMPTS": "3",
+    "RETRY_BUDGET_MINUTES": "0.25",  # a failing task gives up after 15 s
     "RETRY_BASE_SECONDS": "0.5",
     "GRAPH_TIMEOUT_SECONDS": "3",
     "DEVHOST_MESSAGE_LEASE_SECONDS": "5",
