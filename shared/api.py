@@ -148,6 +148,8 @@ async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
     summary = {"kind": alert.kind, "alertId": alert.alert_id}
     if alert.resolved:  # the action group calls again when the alert resolves: nothing to do
         return json_response({**summary, "ignored": "resolved"})
+    if alert.ignored and not alert.users:  # an activity-log caller the rule did not opt in
+        return json_response({**summary, "ignored": "caller not opted in", "reason": alert.ignored})
     if not alert.users:
         errors = [field_error("", f"{item['entity']}: {item['reason']}") for item in alert.unusable]
         raise Problem(422, "No usable user in the alert", f"{alert.kind} alert {alert.alert_id} names no Entra ID user to sign out", errors)

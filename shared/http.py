@@ -57,9 +57,9 @@ def endpoint(handler: Handler) -> Handler:
             return await handler(req)
         except Problem as problem:
             return problem_response(problem, path)
-        except SettingsError as exc:
+        except SettingsError as exc:  # nothing is accepted or run until it is fixed (fail closed)
             log.error("configuration error: %s", exc)
-            return problem_response(Problem(500, "Service misconfigured", str(exc)), path)
+            return problem_response(Problem(503, "Service misconfigured", f"{exc.public}; ask the administrator to fix it"), path)
         except Exception as exc:
             unavailable = _unavailable(exc)
             if unavailable is not None:
