@@ -355,26 +355,57 @@ class StatusStore:
         return totals
 
     # --- retention -------------------------------------------------------------------------
-    async def expired(self, cutoff: datetime, limit: int) -> list[dict[str, Any]]:
-        """Remediation-log rows of tasks created before `cutoff`, oldest last, at most `limit`."""
+    async def delete_task(self, log_row: dict[str, Any]) -> None:
+        """Delete a task record and every row that names it (joined requests, its correlation
+        row, its user's row and pending slot); the log row goes last, so an interrupted deletion
+        is found and finished by the next run."""
         table = await self._client()
-        query = "PartitionKey eq @pk and RowKey gt @cutoff"
-        parameters = {"pk": LOG_PARTITION, "cutoff": time_key(cutoff)}
+        task_id = log_row["TaskId"]
+        record = await self.get(task_id)
+        await self._delete_rows(task_id, JOIN_PREFIX, JOIN_PREFIX[:-1] + ".")
+        with suppress(ResourceNotFoundError):
+            if record and record.correlation_id:
+                await table.delete_entity(correlation_partition(record.correlation_id), log_row["RowKey"])
+        with suppress(InvalidIdentifier):
+            user = parse_user(log_row["User"])
+            await self.release_pending(user, task_id)
+            with suppress(ResourceNotFoundError):
+                await table.delete_entity(user.partition, log_row["RowKey"])
+        with suppress(ResourceNotFoundError):
+            await table.delete_entity(task_id, TASK_ROW)
+        with suppress(ResourceNotFoundError):
+            await table.delete_entity(ACTIVE_PARTITION, task_id)
+        await table.delete_entity(LOG_PARTITION, log_row["RowKey"])
+
+    async def expired_index(self, partition: str, cutoff: datetime, limit: int) -> list[dict[str, Any]]:
+        """Rows of a time-keyed index partition older than `cutoff`, at most `limit`."""
+        table = await self._client()
         rows: list[dict[str, Any]] = []
-        async for entity in table.query_entities(query, parameters=parameters, results_per_page=limit, select=["RowKey", "TaskId", "User"]):
+        query = "PartitionKey eq @pk and RowKey gt @cutoff"
+        async for entity in table.query_entities(query, parameters={"pk": partition, "cutoff": time_key(cutoff)}, results_per_page=limit):
             rows.append(dict(entity))
             if len(rows) == limit:
                 break
         return rows
 
-    async def delete_task(self, log_row: dict[str, Any]) -> None:
-        """Delete a task record and its index rows; the log row goes last, so an interrupted
-        deletion is found and finished by the next run."""
+    async def delete_partition(self, partition: str) -> int:
+        """Every row of one partition (a job's, its counters'), in transactions of 100."""
+        return await self._delete_rows(partition)
+
+    async def _delete_rows(self, partition: str, low: str | None = None, high: str | None = None) -> int:
         table = await self._client()
-        await table.delete_entity(log_row["TaskId"], TASK_ROW)
-        with suppress(InvalidIdentifier):
-            await table.delete_entity(parse_user(log_row["User"]).partition, log_row["RowKey"])
-        await table.delete_entity(LOG_PARTITION, log_row["RowKey"])
+        query = "PartitionKey eq @pk" + (" and RowKey ge @low and RowKey lt @high" if low is not None else "")
+        keys = [(e["PartitionKey"], e["RowKey"]) async for e in table.query_entities(
+            query, parameters={"pk": partition, "low": low, "high": high}, select=["PartitionKey", "RowKey"])]  # fmt: skip
+        for start in range(0, len(keys), 100):
+            batch = [("delete", {"PartitionKey": pk, "RowKey": rk}) for pk, rk in keys[start : start + 100]]
+            await table.submit_transaction(batch)
+        return len(keys)
+
+    async def delete_row(self, partition: str, row: str) -> None:
+        table = await self._client()
+        with suppress(ResourceNotFoundError):
+            await table.delete_entity(partition, row)
 
     # --- idempotency keys --------------------------------------------------------------------
     @staticmethod
@@ -414,6 +445,8 @@ class StatusStore:
                 )
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             return None
+        # Indexed by time so that retention finds it (a key is only useful for IDEMPOTENCY_TTL).
+        await table.upsert_entity({"PartitionKey": IDEMPOTENCY_LOG, "RowKey": f"{time_key(entity['CreatedAt'])}-{entity['PartitionKey']}"})
         return IdempotencyEntry(body_hash, (), entity["CreatedAt"], False, _etag(metadata))
 
     async def complete_idempotency(self, key: str, entry: IdempotencyEntry, task_ids: list[str]) -> None:
@@ -427,6 +460,16 @@ class StatusStore:
             "TaskIds": json.dumps(task_ids),
         }
         await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=entry.etag, match_condition=MatchConditions.IfNotModified)
+
+    async def delete_idempotency(self, log_row: dict[str, Any], cutoff: datetime) -> None:
+        """The key its index row names, unless it was claimed again since `cutoff`; then the row."""
+        table = await self._client()
+        partition = log_row["RowKey"].split("-", 1)[1]
+        with suppress(ResourceNotFoundError, ResourceModifiedError):  # gone, or claimed again just now
+            entity = await table.get_entity(partition, IDEMPOTENCY_ROW)
+            if entity["CreatedAt"] < cutoff:
+                await table.delete_entity(partition, IDEMPOTENCY_ROW, etag=_etag(entity.metadata), match_condition=MatchConditions.IfNotModified)
+        await table.delete_entity(IDEMPOTENCY_LOG, log_row["RowKey"])
 
     async def release_idempotency(self, key: str, entry: IdempotencyEntry) -> None:
         table = await self._client()
