@@ -8,18 +8,44 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import trustme
+
+T = TypeVar("T")
+
+# Limits, not targets: a wait returns as soon as its condition holds, so these only decide how long
+# a broken build takes to fail, and must hold on a busy shared machine. Timing targets live in bench/.
+PIPELINE_TIMEOUT = 180.0  # anything that waits on queues, retries, leases or a dev host (re)start
+REQUEST_TIMEOUT = 120.0  # one HTTP request to a loopback service
+
+
+def wait_until(
+    condition: Callable[[], T], what: str | Callable[[], str], timeout: float = PIPELINE_TIMEOUT, interval: float = 0.1
+) -> T:
+    """Poll `condition` until it returns something truthy, and return that.
+
+    The condition is evaluated once more after the deadline, so a machine that stalled the test
+    itself (not the work) cannot fail a wait whose condition holds by then.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        expired = time.monotonic() > deadline
+        if result := condition():
+            return result
+        if expired:
+            raise AssertionError(f"{what() if callable(what) else what}: not within {timeout:g}s")
+        time.sleep(interval)
 
 
 class Sim:
     """The Graph simulator's control API."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=10)
+        self.http = httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT)
 
     def user(self, user: str) -> dict[str, Any]:
         response = self.http.get(f"/_sim/users/{user}")
@@ -37,22 +63,27 @@ class Sim:
         self.http.post("/_sim/users", json=list(users)).raise_for_status()
 
 
-def wait_for_terminal(api: httpx.Client, url: str, timeout: float = 30, appears_later: bool = False) -> dict[str, Any]:
-    """Poll a status URL the way a Logic Apps HTTP action does: until the first non-202.
+def wait_for_terminal(api: httpx.Client, url: str, timeout: float = PIPELINE_TIMEOUT, appears_later: bool = False) -> dict[str, Any]:
+    """Poll a task's or a bulk job's status URL the way a Logic Apps HTTP action does: until the
+    first non-202, which must be 200 (the finished record). Every 202 must carry Retry-After; this
+    polls sooner than it says so that tests wait no longer than the work takes.
 
     `appears_later`: the task is created by the worker (direct queue messages), so 404 means "not yet".
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    last: list[httpx.Response] = []
+
+    def finished() -> dict[str, Any] | None:
         response = api.get(url)
+        last[:] = [response]
         if appears_later and response.status_code == 404:
-            time.sleep(0.1)
-            continue
-        if response.status_code != 202:
-            assert response.status_code == 200, response.text
-            return response.json()
-        time.sleep(min(float(response.headers.get("Retry-After", "1")), 0.2))
-    raise AssertionError(f"{url} did not finish within {timeout}s: {response.json()}")
+            return None
+        if response.status_code == 202:
+            assert int(response.headers["Retry-After"]) >= 1, response.headers
+            return None
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return wait_until(finished, lambda: f"{url} finished (last answer: {last[0].status_code} {last[0].text})", timeout, 0.2)
 
 
 def sign_out(api: httpx.Client, *users: str, **extra: Any) -> httpx.Response:
@@ -110,7 +141,7 @@ class CallbackReceiver:
         self.server.shutdown()
 
 
-def start_own_devhost(stack: Any, started: bool = False, timeout: float = 60) -> None:
+def start_own_devhost(stack: Any, started: bool = False, timeout: float = PIPELINE_TIMEOUT) -> None:
     """(Re)start `stack`'s dev host and make sure the process serving its port is this one.
 
     LocalStack picks the port when the stack is built and only waits for *something* to listen

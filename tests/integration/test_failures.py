@@ -31,7 +31,7 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from shared.identifiers import parse_user
-from tests.integration.helpers import Sim, start_own_devhost, wait_for_terminal
+from tests.integration.helpers import REQUEST_TIMEOUT, Sim, start_own_devhost, wait_for_terminal, wait_until
 from tools.azurite import ACCOUNT, ACCOUNT_KEY
 from tools.local_stack import LocalStack
 
@@ -264,8 +264,8 @@ def env() -> Iterator[Env]:
         stack.start()
         start_own_devhost(stack, started=True)
         with (
-            httpx.Client(base_url=stack.base_url, timeout=60) as api,
-            httpx.Client(base_url=stack.identity_url, timeout=10) as identity,
+            httpx.Client(base_url=stack.base_url, timeout=CALLER_PATIENCE + 60) as api,  # so assert_unavailable measures
+            httpx.Client(base_url=stack.identity_url, timeout=REQUEST_TIMEOUT) as identity,
         ):
             yield Env(stack, api, Sim(stack.sim_url), identity, proxies, dict(stack.app_settings))
     finally:
@@ -287,22 +287,18 @@ def graph_calls(sim: Sim, task_id: str) -> list[dict[str, Any]]:
     return [r for r in sim.requests() if r.get("client-request-id") == task_id]
 
 
-def assert_unavailable(response: httpx.Response, elapsed: float, within: float) -> None:
-    """What a caller gets while storage is down: a 503 problem it can retry, in seconds."""
+# A Logic Apps (multi-tenant) HTTP action abandons a request after 120 s: a 503 must come before
+# that to be of any use. Not a speed target (the storage SDKs' retries take seconds; bench/ times it).
+CALLER_PATIENCE = 120
+
+
+def assert_unavailable(response: httpx.Response, elapsed: float) -> None:
+    """What a caller gets while storage is down: a 503 problem it can retry, while it still waits."""
     assert response.status_code == 503, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["status"] == 503
     assert int(response.headers["Retry-After"]) >= 1
-    assert elapsed < within, f"the caller waited {elapsed:.1f}s for its 503"
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout}s")
+    assert elapsed < CALLER_PATIENCE, f"the caller waited {elapsed:.1f}s for its 503"
 
 
 # --- 1. the dev host dies with work in flight ----------------------------------------------------
@@ -312,7 +308,9 @@ def test_sigkill_with_100_tasks_in_flight_loses_no_task_and_revokes_at_most_per_
     env.use_devhost()
     users = add_users(env.sim, 100, "crash")
     since = max((r["seq"] for r in env.sim.requests()), default=0)
-    env.sim.http.post("/_sim/config", json={"latency_ms": 500}).raise_for_status()  # 3 Graph calls: 1.5 s a task
+    # Every Graph call takes 1.5 s (3 a task), so a task seen revoking below is still running when the
+    # dev host is killed, however slowly this test gets there: its read-back alone takes 1.5 s more.
+    env.sim.http.post("/_sim/config", json={"latency_ms": 1500}).raise_for_status()
     try:
         response = env.api.post("/api/signouts", json={"users": users, "description": "INC-crash"})
         assert response.status_code == 202, response.text
@@ -321,7 +319,7 @@ def test_sigkill_with_100_tasks_in_flight_loses_no_task_and_revokes_at_most_per_
 
         def revoking() -> set[str]:
             """Tasks whose revokeSignInSessions call Graph is answering right now (received less than
-            the 500 ms latency ago): they cannot finish before the read-back call that follows."""
+            half its latency ago): they cannot finish before the read-back call that follows."""
             calls = env.sim.http.get("/_sim/requests", params={"since": since}).json()["requests"]
             now = datetime.now(timezone.utc)
             return {
@@ -329,10 +327,10 @@ def test_sigkill_with_100_tasks_in_flight_loses_no_task_and_revokes_at_most_per_
                 for c in calls
                 if c["method"] == "POST"
                 and c["status"] is None
-                and now - datetime.fromisoformat(c["timestamp"]) < timedelta(seconds=0.4)
+                and now - datetime.fromisoformat(c["timestamp"]) < timedelta(seconds=0.75)
             } & tasks.keys()
 
-        in_flight = wait_until(revoking, 30, "sign-outs under way")
+        in_flight = wait_until(revoking, "sign-outs under way")
         assert env.stack.devhost is not None
         env.stack.devhost.kill()  # SIGKILL: no shutdown, nothing handed back to the queue
         at_kill = {r["PartitionKey"]: r["Status"] for r in env.records(lambda e: e["PartitionKey"] in tasks)}
@@ -346,7 +344,7 @@ def test_sigkill_with_100_tasks_in_flight_loses_no_task_and_revokes_at_most_per_
         def finished() -> bool:
             return {r["Status"] for r in env.records(lambda e: e["PartitionKey"] in tasks)} <= TERMINAL
 
-        wait_until(finished, 60, "every task terminal after the restart (lease 3 s)")
+        wait_until(finished, "every task terminal after the restart (lease 3 s)")
     finally:
         env.sim.http.post("/_sim/config", json={"latency_ms": 0})
         if not env.devhost_alive:
@@ -376,10 +374,10 @@ def test_storage_down_gives_a_quick_503_and_the_service_recovers_without_a_resta
     try:
         started = time.monotonic()
         refused = env.api.post("/api/signouts", json={"users": [user, bystander]})
-        assert_unavailable(refused, time.monotonic() - started, within=10)
+        assert_unavailable(refused, time.monotonic() - started)
         assert refused.json()["title"] == "Storage unavailable"
         started = time.monotonic()
-        assert_unavailable(env.api.get(f"/api/signouts/{uuid.uuid4()}"), time.monotonic() - started, within=10)
+        assert_unavailable(env.api.get(f"/api/signouts/{uuid.uuid4()}"), time.monotonic() - started)
     finally:
         env.stack.azurite.start()  # same ports; in memory, so empty
 
@@ -406,7 +404,7 @@ def test_storage_refusing_the_first_write_leaves_nothing_behind_and_a_retry_is_a
     env.storage["table"].fail(r"^POST /devstoreaccount1/\$batch", body=user)
     try:
         started = time.monotonic()
-        assert_unavailable(env.api.post("/api/signouts", json={"users": [user]}), time.monotonic() - started, within=10)
+        assert_unavailable(env.api.post("/api/signouts", json={"users": [user]}), time.monotonic() - started)
     finally:
         env.storage["table"].clear()
 
@@ -414,10 +412,8 @@ def test_storage_refusing_the_first_write_leaves_nothing_behind_and_a_retry_is_a
     user_rows = env.table.query_entities("PartitionKey eq @pk", parameters={"pk": parse_user(user).partition})
     assert list(user_rows) == []  # no pending slot, no per-user log row
 
-    started = time.monotonic()
     retried = env.api.post("/api/signouts", json={"users": [user]})
-    assert retried.status_code == 202, retried.text
-    assert time.monotonic() - started < 5
+    assert retried.status_code == 202, retried.text  # accepted, not 503/409 for a leftover of the failed attempt
     record = wait_for_terminal(env.api, retried.json()["tasks"][0]["statusUrl"])
     assert record["status"] == "succeeded"
     assert env.sim.user(user)["revokeCount"] == 1
@@ -437,13 +433,13 @@ def test_storage_cut_in_the_middle_of_a_bulk_post(env: Env) -> None:
     caller = threading.Thread(target=post)
     caller.start()
     try:
-        wait_until(lambda: len(env.records(lambda e: e["User"] in wanted)) >= 20, 30, "request half accepted")
+        wait_until(lambda: len(env.records(lambda e: e["User"] in wanted)) >= 20, "request half accepted")
         env.cut_storage()
         cut_at = time.monotonic()
-        caller.join(60)
+        caller.join(CALLER_PATIENCE + 60)
         assert not caller.is_alive()
-        # Seconds, not minutes: steps that are safe to repeat are retried by the storage SDKs first.
-        assert_unavailable(result["response"], result["at"] - cut_at, within=30)
+        # Steps that are safe to repeat are retried by the storage SDKs first, but not for ever.
+        assert_unavailable(result["response"], result["at"] - cut_at)
         time.sleep(1)
     finally:
         env.restore_storage()
@@ -452,17 +448,19 @@ def test_storage_cut_in_the_middle_of_a_bulk_post(env: Env) -> None:
     [fresh] = add_users(env.sim, 1, "after-cut")
     response = env.api.post("/api/signouts", json={"users": [fresh]})
     assert response.status_code == 202, response.text
-    assert wait_for_terminal(env.api, response.json()["tasks"][0]["statusUrl"])["status"] == "succeeded"
+    record = wait_for_terminal(env.api, response.json()["tasks"][0]["statusUrl"])
+    assert record["status"] == "succeeded", record
 
-    # Tasks the worker was running when storage went away are finished, not left in progress.
+    # Every task the request created finishes: those the worker was running when storage went away
+    # are not left in progress, and accepted ones whose message could not be released surface when
+    # their acceptance window (60 s) ends.
     wait_until(
-        lambda: not env.records(lambda e: e["User"] in wanted and e["Status"] == "in_progress"), 30, "no task left in_progress"
+        lambda: not env.records(lambda e: e["User"] in wanted and e["Status"] not in TERMINAL), "every task of the request finished"
     )
-    # No user was signed out without a task record that says so (or is saying it right now).
-    revoked = wait_until(
-        lambda: {user for user in users if env.sim.user(user)["revokeCount"] > 0}, 30, "sign-outs after the outage"
-    )
-    recorded = {r["User"] for r in env.records(lambda e: e["User"] in wanted) if r["Status"] in ("succeeded", "in_progress")}
+    # No user was signed out without a task record that says so.
+    revoked = {user for user in users if env.sim.user(user)["revokeCount"] > 0}
+    assert revoked, "none of the accepted sign-outs happened"
+    recorded = {r["User"] for r in env.records(lambda e: e["User"] in wanted) if r["Status"] == "succeeded"}
     assert revoked <= recorded
 
 
@@ -490,14 +488,14 @@ def test_identity_endpoint_down_gives_up_with_the_token_error_and_retried_tasks_
         response = env.api.post("/api/signouts", json={"users": [early]})
         assert response.status_code == 202, response.text
         [doomed] = response.json()["tasks"]
-        wait_until(lambda: failed_once(doomed["statusUrl"]), 30, "first task's first attempt failed")
+        wait_until(lambda: failed_once(doomed["statusUrl"]), "first task's first attempt failed")
         assert read(doomed["statusUrl"])["error"]["code"] == "TokenUnavailable"
 
         response = env.api.post("/api/signouts", json={"users": later})
         assert response.status_code == 202, response.text
         urls = [task["statusUrl"] for task in response.json()["tasks"]]
-        wait_until(lambda: read(doomed["statusUrl"])["status"] == "failed", 30, "first task given up")
-        wait_until(lambda: all(failed_once(url) for url in urls), 30, "later tasks' first attempts failed")
+        wait_until(lambda: read(doomed["statusUrl"])["status"] == "failed", "first task given up")
+        wait_until(lambda: all(failed_once(url) for url in urls), "later tasks' first attempts failed")
     finally:
         env.identity.post("/_identity/reset").raise_for_status()  # the endpoint is back
 
@@ -570,7 +568,7 @@ class Scenario:
     failed_id: str
 
     def wait(self, api: httpx.Client) -> tuple[dict[str, Any], dict[str, Any]]:
-        ok, failed = (wait_for_terminal(api, f"/api/signouts/{task_id}", timeout=40) for task_id in (self.ok_id, self.failed_id))
+        ok, failed = (wait_for_terminal(api, f"/api/signouts/{task_id}") for task_id in (self.ok_id, self.failed_id))
         return ok, failed
 
 
