@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.helpers import CallbackReceiver, Sim
+from tests.integration.helpers import REQUEST_TIMEOUT, CallbackReceiver, Sim
 from tools.local_stack import LocalStack
 
 TEST_SETTINGS = {
@@ -43,7 +43,7 @@ def stack(callbacks: CallbackReceiver) -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="session")
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+    with httpx.Client(base_url=stack.base_url, timeout=REQUEST_TIMEOUT) as client:
         yield client
 
 

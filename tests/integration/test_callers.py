@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.helpers import CallbackReceiver, Sim, new_user, sign_out, wait_for_terminal
+from tests.integration.helpers import PIPELINE_TIMEOUT, CallbackReceiver, Sim, new_user, sign_out, wait_for_terminal, wait_until
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "alerts"
@@ -140,25 +140,22 @@ def test_logic_apps_http_action_async_pattern(api: httpx.Client, sim: Sim) -> No
     """Behave as the Logic Apps poller: follow Location, obey Retry-After, stop at the first non-202."""
     user = new_user(sim, "logicapp")
     response = api.post("/api/signouts", json={"user": user["id"], "description": "playbook"})
-    polls = 0
+    deadline = time.monotonic() + PIPELINE_TIMEOUT
     while response.status_code == 202:
         assert response.headers.get("Location") and response.headers.get("Retry-After")
+        assert time.monotonic() < deadline, response.text
         time.sleep(float(response.headers["Retry-After"]))
         response = api.get(response.headers["Location"])
-        polls += 1
-        assert polls < 30
     assert response.status_code == 200
     assert response.json()["status"] == "succeeded"
 
 
-def wait_for_callback(api: httpx.Client, url: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_for_callback(api: httpx.Client, url: str) -> dict[str, Any]:
+    def outcome() -> dict[str, Any] | None:
         record = api.get(url).json()
-        if (record.get("callback") or {}).get("state") in ("delivered", "failed"):
-            return record
-        time.sleep(0.2)
-    raise AssertionError(f"no callback outcome recorded on {url}")
+        return record if (record.get("callback") or {}).get("state") in ("delivered", "failed") else None
+
+    return wait_until(outcome, f"a callback outcome recorded on {url}", interval=0.2)
 
 
 def test_callback_url_receives_the_finished_task(api: httpx.Client, sim: Sim, callbacks: CallbackReceiver) -> None:

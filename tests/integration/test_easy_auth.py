@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.helpers import Sim, new_user, start_own_devhost, wait_for_terminal
+from tests.integration.helpers import REQUEST_TIMEOUT, Sim, new_user, start_own_devhost, wait_for_terminal
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def easy_auth() -> Iterator[tuple[httpx.Client, Sim]]:
     settings = {"WEBSITE_AUTH_ENABLED": "True", "REQUIRE_APP_ROLES": "true", "RETRY_BUDGET_MINUTES": "0.25", "GRAPH_TIMEOUT_SECONDS": "3"}
     with LocalStack(settings=settings) as stack:
         start_own_devhost(stack, started=True)
-        with httpx.Client(base_url=stack.base_url, timeout=30) as api:
+        with httpx.Client(base_url=stack.base_url, timeout=REQUEST_TIMEOUT) as api:
             yield api, Sim(stack.sim_url)
 
 
@@ -92,7 +92,7 @@ def test_create_role_signs_out_and_the_task_records_who_asked(easy_auth: tuple[h
     # Reading needs SignOuts.Read: the create role alone does not show the task.
     assert_problem(api.get(url, headers=principal(CREATE)), 403)
     assert_problem(api.get("/api/signouts", params={"user": user["id"]}, headers=principal(CREATE)), 403)
-    reader = httpx.Client(base_url=str(api.base_url), headers=principal(READ), timeout=30)
+    reader = httpx.Client(base_url=str(api.base_url), headers=principal(READ), timeout=REQUEST_TIMEOUT)
     with reader:
         record = wait_for_terminal(reader, url)
         assert record["status"] == "succeeded"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from shared.models import parse_iso
-from tests.integration.helpers import Sim, new_user, sign_out, wait_for_terminal
+from tests.integration.helpers import Sim, new_user, sign_out, wait_for_terminal, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def test_server_errors_exhaust_the_retry_budget_and_give_up_with_the_last_error(
     user = new_user(sim, "erin")
     sim.fault(method="POST", user=user["id"], count=1000, action="status", status=503, code="ServiceUnavailable", headers={"Retry-After": "1"})
     [task] = sign_out(api, user["id"]).json()["tasks"]
-    record = wait_for_terminal(api, task["statusUrl"], timeout=180)
+    record = wait_for_terminal(api, task["statusUrl"])
     assert record["status"] == "failed"
     assert record["error"]["category"] == "gave_up"
     assert "retry budget of 0.25 minute(s)" in record["error"]["message"]
@@ -142,13 +142,16 @@ def test_idempotency_key_replays_and_refuses_another_body(api: httpx.Client, sim
 
 def test_a_request_for_a_user_with_a_queued_task_joins_it(api: httpx.Client, sim: Sim) -> None:
     user = new_user(sim, "heidi")
-    # The first attempt is throttled, so the task waits queued for 3 s before its retry.
-    sim.fault(method="POST", user=user["id"], count=1, action="status", status=429, code="TooManyRequests", headers={"Retry-After": "3"})
+    # The first attempt is throttled, so the task waits queued for 6 s before its retry: time enough,
+    # even on a busy machine, to see it waiting and send the second request.
+    sim.fault(method="POST", user=user["id"], count=1, action="status", status=429, code="TooManyRequests", headers={"Retry-After": "6"})
     [first] = sign_out(api, user["id"]).json()["tasks"]
-    deadline = time.monotonic() + 10
-    while api.get(first["statusUrl"]).json()["attempts"] < 1 or api.get(first["statusUrl"]).json()["status"] != "queued":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+
+    def waiting_for_its_retry() -> bool:
+        record = api.get(first["statusUrl"]).json()
+        return record["attempts"] >= 1 and record["status"] == "queued"
+
+    wait_until(waiting_for_its_retry, "the first task waits for its retry")
     [second] = sign_out(api, user["id"].upper()).json()["tasks"]
     assert second["id"] == first["id"]
     assert wait_for_terminal(api, first["statusUrl"])["status"] == "succeeded"

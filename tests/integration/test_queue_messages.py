@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 import uuid
 from datetime import timedelta
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,7 +20,7 @@ from shared.settings import load_settings
 from shared.signout import adopt_direct_request
 from shared.status_store import StatusStore
 from shared.storage import StorageConnection, table_service
-from tests.integration.helpers import Sim, new_user, wait_for_terminal
+from tests.integration.helpers import Sim, new_user, wait_for_terminal, wait_until
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -50,15 +48,19 @@ def create_record(stack: LocalStack, user: str, **fields: Any) -> str:
     return task_id
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.1)
-
-
 def status(api: httpx.Client, task_id: str) -> dict[str, Any]:
     return wait_for_terminal(api, f"/api/signouts/{task_id}", appears_later=True)
+
+
+def wait_for_log(stack: LocalStack, *texts: str) -> None:
+    """Until the dev host has logged one of `texts`: what the worker did with a message."""
+    devhost = stack.devhost
+    assert devhost is not None
+    wait_until(lambda: any(text in devhost.output() for text in texts), f"the dev host logged one of {texts}")
+
+
+def copy_ignored(task_id: str) -> str:
+    return f"task {task_id} is already succeeded; redelivered message ignored"
 
 
 @pytest.mark.parametrize("encoding", ["plain", "base64"])
@@ -75,7 +77,7 @@ def test_message_with_invalid_schema_is_dropped_and_leaves_its_task_alone(stack:
     user = new_user(sim, "schema")
     task_id = create_record(stack, user["id"])
     queue(stack).send_message(f'{{"version": 99, "taskId": "{task_id}", "user": "{user["id"]}"}}')
-    wait_until(lambda: f"taskId\": \"{task_id}" in stack.devhost.output())  # type: ignore[union-attr]  # logged: dropped
+    wait_for_log(stack, f"taskId\": \"{task_id}")  # logged: dropped
     assert api.get(f"/api/signouts/{task_id}").json()["status"] == "queued"
     assert sim.user(user["id"])["revokeCount"] == 0
 
@@ -85,14 +87,13 @@ def test_garbage_message_is_dropped_not_retried_forever(stack: LocalStack, sim: 
     queue(stack).send_message(marker)
     client = queue(stack)
     poison = queue(stack, "signout-requests-poison")
-    for _ in range(100):
+
+    def gone() -> bool:
         visible = [m.content for m in client.peek_messages(max_messages=32)] + [m.content for m in poison.peek_messages(max_messages=32)]
-        if marker not in visible:
-            break
-        asyncio.run(asyncio.sleep(0.1))
-    else:
-        raise AssertionError("the garbage message is still queued")
-    wait_until(lambda: marker in stack.devhost.output())  # type: ignore[union-attr]  # logged, not silently lost
+        return marker not in visible
+
+    wait_until(gone, "the garbage message left the queue")
+    wait_for_log(stack, marker)  # logged, not silently lost
 
 
 def test_poison_message_re_drives_its_task_while_the_retry_budget_lasts(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:
@@ -120,7 +121,7 @@ def test_redelivered_message_cannot_move_a_finished_task_back(stack: LocalStack,
     queue(stack).send_message(text)
     first = status(api, task_id)
     queue(stack).send_message(text)  # a duplicate delivery
-    asyncio.run(asyncio.sleep(2))
+    wait_for_log(stack, copy_ignored(task_id))
     again = status(api, task_id)
     assert again["status"] == "succeeded" and again["updatedAt"] == first["updatedAt"]
     assert sim.user(user["id"])["revokeCount"] == 1
@@ -133,15 +134,13 @@ def test_duplicate_message_during_a_running_attempt_revokes_nothing_more(stack: 
     sim.http.post("/_sim/config", json={"latency_ms": 1000}).raise_for_status()  # an attempt lasts ~3 s
     try:
         queue(stack).send_message(text)
-        deadline = time.monotonic() + 20
-        while api.get(f"/api/signouts/{task_id}").json()["status"] != "in_progress":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: api.get(f"/api/signouts/{task_id}").json()["status"] == "in_progress", "the attempt started", interval=0.05)
         queue(stack).send_message(text)  # a second copy, as a redelivered page or direct request queues
         record = status(api, task_id)
     finally:
         sim.http.post("/_sim/config", json={"latency_ms": 0})
-    time.sleep(2)  # the copy was picked up long ago (host.json polls every 0.5 s)
+    # The copy was picked up: deferred until the running attempt's deadline, or ignored as finished.
+    wait_for_log(stack, f"task {task_id}: its attempt runs under another message", copy_ignored(task_id))
     assert (record["status"], record["attempts"]) == ("succeeded", 1)
     assert sim.user(user["id"])["revokeCount"] == 1
     assert api.get(f"/api/signouts/{task_id}").json()["updatedAt"] == record["updatedAt"]

@@ -15,7 +15,7 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from shared.messages import DirectRequest
-from tests.integration.helpers import Sim, new_user, sign_out
+from tests.integration.helpers import Sim, new_user, sign_out, wait_until
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -31,13 +31,12 @@ def output(stack: LocalStack) -> str:
     return stack.devhost.output()
 
 
-def wait_for_output(stack: LocalStack, text: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in (log := output(stack)):
-            return log
-        time.sleep(0.1)
-    raise AssertionError(f"the dev host never logged {text!r}")
+def wait_for_output(stack: LocalStack, text: str) -> str:
+    def logged() -> str:
+        log = output(stack)
+        return log if text in log else ""
+
+    return wait_until(logged, f"the dev host logged {text!r}")
 
 
 def forged_lines(log: str, marker: str) -> list[str]:
