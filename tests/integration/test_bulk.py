@@ -3,7 +3,6 @@ resume after a crash mid-fan-out, and priority isolation from alert-driven sign-
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,7 +15,7 @@ from azure.storage.queue import QueueClient
 
 from shared.messages import JobPageMessage
 from shared.models import parse_iso
-from tests.integration.helpers import Sim, new_user, sign_out, wait_for_terminal
+from tests.integration.helpers import REQUEST_TIMEOUT, Sim, new_user, sign_out, wait_for_terminal, wait_until
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -39,7 +38,7 @@ def bulk_stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def bulk_api(bulk_stack: LocalStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=bulk_stack.base_url, timeout=30) as client:
+    with httpx.Client(base_url=bulk_stack.base_url, timeout=REQUEST_TIMEOUT) as client:
         yield client
 
 
@@ -56,24 +55,12 @@ def group_of(sim: Sim, count: int, *extra: str) -> tuple[str, list[dict[str, Any
     return outer["id"], members
 
 
-def wait_for_job(api: httpx.Client, url: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = api.get(url)
-        if response.status_code == 200:
-            return response.json()
-        assert response.status_code == 202, response.text
-        assert int(response.headers["Retry-After"]) >= 1
-        time.sleep(0.5)
-    raise AssertionError(f"job did not finish: {api.get(url).json()}")
-
-
 def test_group_job_signs_out_transitive_members_once_and_skips_protected(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
     breakglass = bulk_sim.user("breakglass@contoso.com")
     group, members = group_of(bulk_sim, 9, breakglass["id"])
     response = bulk_api.post("/api/signouts", json={"group": group, "description": "INC-7 compromised team"})
     assert response.status_code == 202, response.text
-    job = wait_for_job(bulk_api, response.headers["Location"])
+    job = wait_for_terminal(bulk_api, response.headers["Location"])
     assert job["state"] == "finished" and job["target"] == {"group": group}
     assert job["counts"] == {"discovered": 10, "queued": 0, "inProgress": 0, "succeeded": 9, "failed": 0, "skipped": 1}
     assert job["pagesEnumerated"] == 3  # 10 members, 4 per page
@@ -114,15 +101,12 @@ def test_crash_mid_fan_out_resumes_without_duplicates(bulk_stack: LocalStack, bu
     bulk_sim.http.post("/_sim/config", json={"latency_ms": 1500}).raise_for_status()  # every Graph call is slow
     try:
         url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
-        deadline = time.monotonic() + 20
-        while bulk_api.get(url).json()["pagesEnumerated"] < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: bulk_api.get(url).json()["pagesEnumerated"] >= 1, "first page enumerated", interval=0.05)
         bulk_stack.devhost.kill()  # type: ignore[union-attr]  # page 2 and page 1's tasks are in flight
     finally:
         bulk_sim.http.post("/_sim/config", json={"latency_ms": 0})
     bulk_stack.start_devhost()
-    job = wait_for_job(bulk_api, url)
+    job = wait_for_terminal(bulk_api, url)
     assert job["counts"]["discovered"] == 12 and job["counts"]["succeeded"] == 12
     for member in members:
         tasks = [t for t in bulk_api.get("/api/signouts", params={"user": member["id"]}).json()["tasks"] if t["jobId"] == job["id"]]
@@ -132,29 +116,27 @@ def test_crash_mid_fan_out_resumes_without_duplicates(bulk_stack: LocalStack, bu
 
 
 def test_single_sign_out_is_not_delayed_by_a_running_bulk_job(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
+    """Not queued behind the job: it finishes while the job's backlog still waits (how fast: bench/)."""
     group, _ = group_of(bulk_sim, 40)
-    bulk_sim.http.post("/_sim/config", json={"latency_ms": 150}).raise_for_status()
+    bulk_sim.http.post("/_sim/config", json={"latency_ms": 500}).raise_for_status()  # the job takes a while
     try:
         job_url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
-        time.sleep(1.0)
+        wait_until(lambda: bulk_api.get(job_url).json()["counts"]["queued"] > 0, "bulk tasks waiting to run")
         user = new_user(bulk_sim, "urgent")
-        started = time.monotonic()
         [task] = sign_out(bulk_api, user["id"]).json()["tasks"]
         record = wait_for_terminal(bulk_api, task["statusUrl"])
-        elapsed = time.monotonic() - started
         assert record["status"] == "succeeded"
         assert bulk_api.get(job_url).json()["state"] != "finished"  # the bulk job was still running
-        assert elapsed < 5
         revoke = [r for r in bulk_sim.requests() if r["method"] == "POST" and user["id"] in r["path"]]
         assert revoke[0]["x-ms-throttle-priority"] == "high"
     finally:
         bulk_sim.http.post("/_sim/config", json={"latency_ms": 0})
-    wait_for_job(bulk_api, job_url, timeout=120)
+    wait_for_terminal(bulk_api, job_url)
 
 
 def test_job_for_an_unknown_group_fails_with_the_reason(bulk_api: httpx.Client) -> None:
     response = bulk_api.post("/api/signouts", json={"group": str(uuid.uuid4())})
-    job = wait_for_job(bulk_api, response.headers["Location"], timeout=30)
+    job = wait_for_terminal(bulk_api, response.headers["Location"])
     assert job["state"] == "failed"
     assert "404" in job["error"] and job["counts"]["discovered"] == 0
 
@@ -166,7 +148,7 @@ def test_idempotency_key_makes_a_retried_bulk_request_one_job(bulk_api: httpx.Cl
     second = bulk_api.post("/api/signouts", json={"group": group}, headers=key)
     assert first.json()["job"]["id"] == second.json()["job"]["id"]
     assert second.headers["Idempotent-Replayed"] == "true"
-    wait_for_job(bulk_api, first.headers["Location"])
+    wait_for_terminal(bulk_api, first.headers["Location"])
     assert [bulk_sim.user(m["id"])["revokeCount"] for m in members] == [1, 1, 1]
     assert bulk_api.post("/api/signouts", json={"group": group, "description": "other"}, headers=key).status_code == 422
 
@@ -181,7 +163,7 @@ def test_a_page_graph_keeps_failing_fails_the_job_once_the_retry_budget_is_spent
     bulk_sim.http.post("/_sim/faults", json=[{"status": 503, "path_contains": group, "count": 100000}]).raise_for_status()
     try:
         response = bulk_api.post("/api/signouts", json={"group": group})
-        job = wait_for_job(bulk_api, response.headers["Location"], timeout=180)
+        job = wait_for_terminal(bulk_api, response.headers["Location"])
     finally:
         bulk_sim.http.request("DELETE", "/_sim/faults")
     assert job["state"] == "failed" and "page 1" in job["error"] and "retry budget" in job["error"]
@@ -197,7 +179,7 @@ def test_a_throttled_page_is_read_again_after_retry_after_and_the_job_finishes(b
     throttle = {"status": 429, "path_contains": group, "count": 6, "headers": {"Retry-After": "1"}, "code": "TooManyRequests"}
     bulk_sim.http.post("/_sim/faults", json=[throttle]).raise_for_status()
     response = bulk_api.post("/api/signouts", json={"group": group})
-    job = wait_for_job(bulk_api, response.headers["Location"], timeout=180)
+    job = wait_for_terminal(bulk_api, response.headers["Location"])
     assert (job["state"], job["error"], job["counts"]["succeeded"]) == ("finished", None, 3)
     assert [bulk_sim.user(m["id"])["revokeCount"] for m in members] == [1, 1, 1]
 
@@ -205,7 +187,7 @@ def test_a_throttled_page_is_read_again_after_retry_after_and_the_job_finishes(b
 def test_a_redelivered_page_restores_missing_index_rows_and_duplicates_none(bulk_stack: LocalStack, bulk_api: httpx.Client, bulk_sim: Sim) -> None:
     group, members = group_of(bulk_sim, 3)
     url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
-    job = wait_for_job(bulk_api, url)
+    job = wait_for_terminal(bulk_api, url)
     [task] = [t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]]
     # The last run stopped between the task record and its user's index row: remove the row.
     table = TableClient.from_connection_string(bulk_stack.azurite.connection_string, "signouttasks")
@@ -214,10 +196,11 @@ def test_a_redelivered_page_restores_missing_index_rows_and_duplicates_none(bulk
     table.delete_entity(user_row["PartitionKey"], user_row["RowKey"])
     redelivered = JobPageMessage(job["id"], 1, job_token(bulk_stack, job["id"])).to_text()
     QueueClient.from_connection_string(bulk_stack.azurite.connection_string, "signout-bulk-pages").send_message(redelivered)
-    deadline = time.monotonic() + 20
-    while not [t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]]:
-        assert time.monotonic() < deadline, "the redelivered page did not restore the user's index row"
-        time.sleep(0.2)
+    wait_until(
+        lambda: [t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]],
+        "the redelivered page restored the user's index row",
+        interval=0.2,
+    )
     log = bulk_api.get("/api/signouts", params={"since": job["createdAt"], "top": "100"}).json()["tasks"]
     assert sorted(t["id"] for t in log if t["jobId"] == job["id"]) == sorted({t["id"] for t in log if t["jobId"] == job["id"]})
     assert len([t for t in log if t["jobId"] == job["id"]]) == 3
@@ -231,15 +214,12 @@ def test_cancelling_a_job_skips_the_tasks_that_have_not_started(bulk_api: httpx.
     throttled_before = bulk_sim.http.get("/_sim/stats").json()["status"].get("429", 0)
     bulk_sim.http.post("/_sim/faults", json=[throttle]).raise_for_status()
     url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
-    deadline = time.monotonic() + 20
-    while bulk_sim.http.get("/_sim/stats").json()["status"].get("429", 0) == throttled_before:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(lambda: bulk_sim.http.get("/_sim/stats").json()["status"].get("429", 0) > throttled_before, "a revoke throttled")
     cancelled = bulk_api.post(url + "/cancel")
     assert cancelled.status_code == 202, cancelled.text
     assert cancelled.json()["state"] == "cancelling" and cancelled.json()["cancelledAt"]
     assert bulk_api.post(url + "/cancel").json()["cancelledAt"] == cancelled.json()["cancelledAt"]  # idempotent
-    job = wait_for_job(bulk_api, url)
+    job = wait_for_terminal(bulk_api, url)
     counts = job["counts"]
     assert job["state"] == "cancelled" and job["pagesEnumerated"] < 8  # 30 users in pages of 4: not all read
     assert counts["skipped"] > 0 and counts["failed"] == 0 and counts["queued"] == counts["inProgress"] == 0
@@ -264,12 +244,15 @@ def test_enumeration_waits_while_the_bulk_queue_holds_half_a_page(bulk_api: http
     bulk_sim.http.post("/_sim/faults", json=[throttle]).raise_for_status()
     url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
     unstarted: list[int] = []
-    deadline = time.monotonic() + 90
-    while (response := bulk_api.get(url)).status_code == 202:
-        unstarted.append(response.json()["counts"]["queued"])
-        assert time.monotonic() < deadline, response.json()
-        time.sleep(0.2)
-    job = response.json()
+
+    def finished() -> dict[str, Any] | None:
+        response = bulk_api.get(url)
+        if response.status_code == 202:
+            unstarted.append(response.json()["counts"]["queued"])
+            return None
+        return response.json()
+
+    job = wait_until(finished, lambda: f"job finished (backlog so far: {unstarted[-5:]})", interval=0.2)
     assert job["counts"]["succeeded"] == 60 and job["state"] == "finished"
     # The next page is read once the bulk queue holds under 3 pages (12 messages): the backlog
     # reached a page and never passed four; without the limit it reaches 56.
