@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # so `tools` imports however pytest was started
     sys.path.insert(0, str(ROOT))
 
+from tests.integration.helpers import PIPELINE_TIMEOUT  # noqa: E402
 from tools.azurite import Azurite, start_azurite  # noqa: E402
 
 FAST_QUEUES = {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01",
@@ -46,7 +47,7 @@ class DevHost:
         return [sys.executable, "-m", "tools.devhost", "--app", "tests.devhost.sample_app:app",
                 "--port", "0", "--host-json", str(self.host_json)]
 
-    def start(self, timeout: float = 20) -> DevHost:
+    def start(self, timeout: float = PIPELINE_TIMEOUT) -> DevHost:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # restarts append
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
@@ -73,7 +74,7 @@ class DevHost:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(15)
+            return self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
@@ -91,7 +92,7 @@ class Results:
         self.client = client
         self.seen: list[dict[str, Any]] = []
 
-    def wait(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15) -> list[dict[str, Any]]:
+    def wait(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = PIPELINE_TIMEOUT) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             for message in self.client.receive_messages(messages_per_page=32, max_messages=32):

@@ -1,7 +1,6 @@
 """tools/azurite.py, and the devhost riding out a storage outage."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from azure.core.exceptions import ServiceRequestError
 from azure.storage.queue import QueueServiceClient
 
 import tools.azurite
+from tests.integration.helpers import wait_until
 from tools.azurite import Azurite, start_azurite
 
 from .conftest import Sample
@@ -29,10 +29,7 @@ def test_outage_and_restart_on_the_same_ports(azurite: Azurite, sample) -> None:
     # In-memory storage came back empty: the devhost recreates its queue and carries on.
     s.results.client.create_queue()
     created = f"Created queue '{s.queue_name}'"
-    deadline = time.monotonic() + 20
-    while s.host.log.count(created) < 2:
-        assert time.monotonic() < deadline, s.host.log
-        time.sleep(0.1)
+    wait_until(lambda: s.host.log.count(created) >= 2, lambda: f"the dev host recreated its queue:\n{s.host.log}")
     s.send("after outage")
     s.results.wait(lambda r: any(x["kind"] == "done" and x["body"] == "after outage" for x in r))
     assert s.host.stop() == 0

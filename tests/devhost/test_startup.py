@@ -15,7 +15,7 @@ def refusal(s: Sample, **env: str | None) -> str:
         else:
             s.env[name] = value
     done = subprocess.run(s.host.command(), cwd=ROOT,
-                          env=s.env, capture_output=True, text=True, timeout=30)
+                          env=s.env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "devhost ready" not in done.stdout
     return done.stderr
 
