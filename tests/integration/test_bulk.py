@@ -116,7 +116,7 @@ def test_crash_mid_fan_out_resumes_without_duplicates(bulk_stack: LocalStack, bu
 
 
 def test_single_sign_out_is_not_delayed_by_a_running_bulk_job(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
-    """Not queued behind the job: it finishes while the job's backlog still waits (how fast: bench/)."""
+    """Not queued behind the job: it finishes while the job's backlog still waits (how fast: bench.priority)."""
     group, _ = group_of(bulk_sim, 40)
     bulk_sim.http.post("/_sim/config", json={"latency_ms": 500}).raise_for_status()  # the job takes a while
     try:

@@ -110,21 +110,21 @@ async def token(credential: ManagedIdentityCredential, graph: Graph) -> str:
 async def http(graph: Graph, token: str) -> AsyncIterator[httpx.AsyncClient]:
     """Plain httpx to the simulator with a real token from the identity endpoint."""
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=graph.url, headers=headers, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=graph.url, headers=headers, timeout=60) as client:
         yield client
 
 
 @pytest_asyncio.fixture
 async def control(graph: Graph) -> AsyncIterator[httpx.AsyncClient]:
     """The simulator's /_sim control API."""
-    async with httpx.AsyncClient(base_url=graph.url, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=graph.url, timeout=60) as client:
         yield client
 
 
 @pytest_asyncio.fixture
 async def graph_client(credential: ManagedIdentityCredential, graph: Graph) -> AsyncIterator[GraphServiceClient]:
     """msgraph-sdk wired exactly as the function app wires it."""
-    http_client = httpx.AsyncClient(timeout=httpx.Timeout(10, connect=5))
+    http_client = httpx.AsyncClient(timeout=httpx.Timeout(60))
     transport = GraphClientFactory.create_with_default_middleware(client=http_client)
     auth = AzureIdentityAuthenticationProvider(credential, scopes=[graph.scope], allowed_hosts=["127.0.0.1"])
     adapter = GraphRequestAdapter(auth, client=transport)

@@ -57,13 +57,15 @@ def assert_graph_error(response: httpx.Response, status: int, code: str) -> dict
 
 
 async def test_msgraph_client_revokes_through_the_simulator(graph_client, control) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)  # the simulator keeps whole seconds
     result = await graph_client.users.by_user_id(ADELE_UPN).revoke_sign_in_sessions.post()
+    after = datetime.now(UTC)
 
     assert result.value is True
     state = (await control.get(f"/_sim/users/{ADELE_UPN}")).json()
     assert state["revokeCount"] == 1
     valid_from = datetime.strptime(state["signInSessionsValidFromDateTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    assert abs((datetime.now(UTC) - valid_from).total_seconds()) < 5
+    assert before <= valid_from <= after  # the moment of the revocation, however long the call took
     [entry] = await log(control)
     assert (entry["method"], entry["status"]) == ("POST", 200)
     assert entry["path"] == "/v1.0/users/adele.vance%40contoso.com/revokeSignInSessions"  # one slash, @ encoded
@@ -250,7 +252,7 @@ async def test_any_sufficient_role_may_revoke(graph, signing_key, role) -> None:
 
 
 async def test_write_quota_throttles_with_graph_headers(http, control) -> None:
-    await control.post("/_sim/config", json={"write_quota": "5/60"})
+    await control.post("/_sim/config", json={"write_quota": "5/3600"})  # no refill worth a percent while this runs
     responses = [await http.post(REVOKE) for _ in range(6)]
 
     assert [r.status_code for r in responses] == [200] * 5 + [429]
@@ -258,7 +260,7 @@ async def test_write_quota_throttles_with_graph_headers(http, control) -> None:
     throttled = responses[5]
     assert_graph_error(throttled, 429, "TooManyRequests")
     assert throttled.json()["error"]["message"] == "Too many requests."
-    assert 1 <= int(throttled.headers["Retry-After"]) <= 12  # one write refills every 12 s
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 720  # one write refills every 720 s
     assert throttled.headers["x-ms-throttle-scope"] == f"Tenant_Application/Write/{DEFAULT_CLIENT_ID}/{DEFAULT_TENANT_ID}"
     assert throttled.headers["x-ms-throttle-information"] == "WriteLimitExceeded"
     assert "x-ms-resource-unit" not in throttled.headers
@@ -277,10 +279,10 @@ async def test_write_quota_is_per_app_and_reads_are_free(graph, signing_key, htt
 
 
 async def test_write_quota_refills(http, control) -> None:
-    await control.post("/_sim/config", json={"write_quota": "3/1"})  # a write every 333 ms
-    statuses = [(await http.post(REVOKE)).status_code for _ in range(4)]
-    assert statuses[-1] == 429
-    await asyncio.sleep(0.4)
+    await control.post("/_sim/config", json={"write_quota": "3/9"})  # a write every 3 s
+    responses = [await http.post(REVOKE) for _ in range(4)]
+    assert responses[-1].status_code == 429
+    await asyncio.sleep(int(responses[-1].headers["Retry-After"]))  # as told: a write has refilled by then
     assert (await http.post(REVOKE)).status_code == 200
 
 
@@ -312,9 +314,9 @@ async def test_reset_fault_drops_the_connection(http, control) -> None:
 async def test_timeout_fault_holds_until_the_client_gives_up(http, control) -> None:
     await control.post("/_sim/faults", json={"user": ADELE, "action": "timeout"})
     started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(httpx.ReadTimeout):  # the simulator held the request until the client gave up
         await http.post(REVOKE, timeout=0.3)
-    assert 0.3 <= time.monotonic() - started < 2
+    assert time.monotonic() - started >= 0.3
     await control.delete("/_sim/faults")  # releases anything still held
     assert (await http.post(REVOKE)).status_code == 200
 
@@ -370,8 +372,8 @@ async def test_replacing_a_user_moves_its_upn(http, control) -> None:
     assert (await http.get("/v1.0/users/new%40contoso.com")).json()["id"] == user["id"]
 
 
-def test_generated_directory_is_virtual_and_fast() -> None:
-    started = time.perf_counter()
+def test_generated_directory_is_virtual() -> None:
+    """100,000 users answered without building them (a speed target would belong in bench/)."""
     directory = graph_sim.Directory(generated=100_000)
     last = directory.find_user("USER099999@contoso.com")
     assert last is not None and directory.find_user(last.id.upper()) == last
@@ -380,7 +382,6 @@ def test_generated_directory_is_virtual_and_fast() -> None:
     while page := directory.users_after(after, 999):
         everyone, after = everyone + len(page), page[-1].id
     assert everyone == 100_000 + len(graph_sim.SEED_USERS)
-    assert time.perf_counter() - started < 5
 
     last.revokeCount, last.validFrom = 1, 1_800_000_000
     directory.save(last)
@@ -408,4 +409,4 @@ def test_command_line_serves_until_sigterm(signing_key) -> None:
         assert response.json()["id"] == graph_sim.generated_id(99_999)
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0

@@ -139,7 +139,7 @@ def test_settings_come_from_the_environment() -> None:
 def test_command_line_refuses_to_start_without_secrets() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("IDENTITY_HEADER", "LOCAL_TOKEN_SIGNING_KEY")}
     done = subprocess.run([sys.executable, "-m", "tools.identity_endpoint", "--port", "0"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "IDENTITY_HEADER" in done.stderr
 
 
@@ -153,4 +153,4 @@ def test_command_line_serves_until_sigterm(signing_key) -> None:
         assert jwt.decode(response.json()["access_token"], signing_key, ["HS256"], audience=RESOURCE)
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0
