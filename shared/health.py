@@ -115,12 +115,14 @@ def _failure(name: str, check: Check, exc: Exception) -> dict[str, Any]:
     if isinstance(exc, SettingsError):
         return {"ok": False, "state": "failing", "error": exc.public, **({"setting": exc.setting} if exc.setting else {})}
     if isinstance(exc, CheckFailed):
-        return {"ok": False, "state": "failing", "error": str(exc)}
-    if isinstance(exc, SILENT):
-        return {"ok": False, "state": "failing", "error": check.silent}
-    if isinstance(exc, HttpResponseError):  # azure-identity's ClientAuthenticationError too
-        return {"ok": False, "state": "failing", "error": check.refused}
-    return {"ok": False, "state": "failing", "error": f"the {name} check failed"}
+        text = str(exc)
+    elif isinstance(exc, SILENT):
+        text = check.silent
+    elif isinstance(exc, HttpResponseError):  # azure-identity's ClientAuthenticationError too
+        text = check.refused
+    else:
+        text = f"the {name} check failed"
+    return {"ok": False, "state": "failing", "error": text}
 
 
 def _discard(task: asyncio.Task[Any]) -> None:
