@@ -372,6 +372,7 @@ def _record(**changes: Any) -> TaskRecord:
 
 def test_task_schema_has_exactly_the_fields_of_a_task_record() -> None:
     produced = set(_record().to_api("https://app.example/api/signouts/3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c"))
+    produced |= {"joinedRequests", "joinedCount"}  # getSignOut adds them (status_api.joined_requests)
     documented = set(definition("Task")["properties"])
     assert produced == documented, (
         f"TaskRecord.to_api() only: {sorted(produced - documented)}; Task schema only: {sorted(documented - produced)}"
@@ -382,7 +383,7 @@ def test_task_schema_has_exactly_the_fields_of_a_task_record() -> None:
     assert set(error.to_api()) == set(definition("TaskError")["properties"])
     assert set(definition("RequestedBy")["properties"]) == {"objectId", "appId", "displayName"}
     assert set(definition("ResolvedUser")["properties"]) == {"id", "userPrincipalName", "userType"}
-    assert {"status", "attempts", "lastError"} <= set(definition("CallbackOutcome")["properties"])
+    assert {"state", "attempts", "lastError"} <= set(definition("CallbackOutcome")["properties"])
 
 
 def test_the_code_s_task_records_validate_against_the_schema() -> None:
