@@ -62,9 +62,9 @@ param allowAllUsers bool = false
 param callbackAllowedHosts string = ''
 
 @minValue(1)
-@maxValue(20)
-@description('Attempts per sign-out before it is parked as failed (MAX_ATTEMPTS).')
-param maxAttempts int = 6
+@maxValue(10080)
+@description('Minutes a failing sign-out keeps being retried before it is parked as failed (RETRY_BUDGET_MINUTES): outlast a Graph or identity incident.')
+param retryBudgetMinutes int = 60
 
 @minValue(1)
 @maxValue(60)
@@ -228,7 +228,7 @@ module function 'app/function.bicep' = {
     retentionDays: retentionDays
     allowAllUsers: allowAllUsers
     callbackAllowedHosts: callbackAllowedHosts
-    maxAttempts: maxAttempts
+    retryBudgetMinutes: retryBudgetMinutes
     retryBaseSeconds: retryBaseSeconds
     graphTimeoutSeconds: graphTimeoutSeconds
     enableAppServiceAuth: enableAppServiceAuth

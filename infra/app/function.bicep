@@ -90,7 +90,7 @@ param allowAllUsers bool = false
 param callbackAllowedHosts string = ''
 @description('Azure Monitor dimension / custom property names that hold a user; empty = the built-in defaults (they are replaced, not extended).')
 param alertUserDimensions string = ''
-param maxAttempts int = 6
+param retryBudgetMinutes int = 60
 param retryBaseSeconds int = 2
 param graphTimeoutSeconds int = 15
 @description('Bulk Graph writes per second per instance: 97 % of the 3,000 per 150 s app+tenant quota. Divide by maximumInstanceCount.')
@@ -173,8 +173,8 @@ var appSettings = [
     value: protectedUsers
   }
   {
-    name: 'MAX_ATTEMPTS'
-    value: string(maxAttempts)
+    name: 'RETRY_BUDGET_MINUTES'
+    value: string(retryBudgetMinutes)
   }
   {
     name: 'RETRY_BASE_SECONDS'

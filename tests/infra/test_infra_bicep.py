@@ -80,7 +80,7 @@ EXPLICIT_SETTINGS = [
     "SIGNOUT_QUEUE_NAME",
     "STATUS_TABLE_NAME",
     "PROTECTED_USERS",
-    "MAX_ATTEMPTS",
+    "RETRY_BUDGET_MINUTES",
     "RETRY_BASE_SECONDS",
     "GRAPH_TIMEOUT_SECONDS",
     "BULK_QUEUE_NAME",
@@ -97,7 +97,7 @@ EXPLICIT_SETTINGS = [
 SETTING_DEFAULTS = {
     "GRAPH_ENDPOINT": ("graphEndpoint", "https://graph.microsoft.com"),
     "PROTECTED_USERS": ("protectedUsers", ""),
-    "MAX_ATTEMPTS": ("maxAttempts", 6),
+    "RETRY_BUDGET_MINUTES": ("retryBudgetMinutes", 60),
     "RETRY_BASE_SECONDS": ("retryBaseSeconds", 2),
     "GRAPH_TIMEOUT_SECONDS": ("graphTimeoutSeconds", 15),
     "ALLOW_ALL_USERS": ("allowAllUsers", False),
@@ -346,7 +346,7 @@ def test_defaults_agree_with_the_code():
         "graph_endpoint": "https://graph.microsoft.com",
         "signout_queue": "signout-requests",
         "status_table": "signouttasks",
-        "max_attempts": 6,
+        "retry_budget_minutes": 60,
         "retry_base_seconds": 2,
         "graph_timeout_seconds": 15,
     }
