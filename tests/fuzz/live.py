@@ -21,6 +21,7 @@ import httpx
 
 from shared import graph
 from shared.identifiers import parse_user
+from tests.integration.helpers import PIPELINE_TIMEOUT, REQUEST_TIMEOUT
 from tools.local_stack import LocalStack
 
 FUNCTION_KEY = secrets.token_urlsafe(24)  # per test process; the dev host enforces it like the Functions host
@@ -56,7 +57,7 @@ def running_stack() -> Iterator[tuple[LocalStack, httpx.Client, GraphLog]]:
         "GRAPH_TIMEOUT_SECONDS": "3",
     }
     with LocalStack(settings=settings) as stack:
-        with httpx.Client(base_url=stack.base_url, headers={"x-functions-key": FUNCTION_KEY}, timeout=60) as client:
+        with httpx.Client(base_url=stack.base_url, headers={"x-functions-key": FUNCTION_KEY}, timeout=REQUEST_TIMEOUT) as client:
             graph_log = GraphLog(stack.sim_url)
             try:
                 yield stack, client, graph_log
@@ -68,7 +69,7 @@ class GraphLog:
     """The Graph simulator's request log (`GET /_sim/requests`): every call's method and raw path."""
 
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=10)
+        self.http = httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT)
         self.accepted_users: set[str] = set()  # identifiers the API accepted from this module's tests
         self.protected = {parse_user(BREAK_GLASS).key, self.user_id(BREAK_GLASS)}  # skipped before any read by these
 
@@ -80,7 +81,7 @@ class GraphLog:
         return data["requests"] if isinstance(data, dict) else data
 
 
-def wait_until_quiet(client: httpx.Client, graph_log: GraphLog, timeout: float = 20) -> list[dict[str, Any]]:
+def wait_until_quiet(client: httpx.Client, graph_log: GraphLog, timeout: float = PIPELINE_TIMEOUT) -> list[dict[str, Any]]:
     """Until no task is queued or in progress and the simulator's log stops growing."""
     deadline, previous = time.monotonic() + timeout, -1
     while time.monotonic() < deadline:

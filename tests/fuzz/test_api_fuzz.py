@@ -52,6 +52,7 @@ from tests.fuzz.live import (
     running_stack,
 )
 from tests.fuzz.strategies import fuzz_settings, guest_upn, guid, identifier_text, mutated, valid_upn
+from tests.integration.helpers import REQUEST_TIMEOUT, wait_for_terminal
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -308,11 +309,8 @@ def test_a_job_for_a_group_graph_does_not_know_fails_without_an_exception(client
     and poison it, leaving the job `enumerating` for ever)."""
     response = client.post("/api/signouts", json={"group": str(uuid.uuid4())})
     assert response.status_code == 202, response.text
-    deadline = time.monotonic() + 60
-    while (polled := client.get(response.headers["Location"])).status_code == 202 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    job = polled.json()
-    assert (polled.status_code, job["state"]) == (200, "failed"), job
+    job = wait_for_terminal(client, response.headers["Location"])
+    assert job["state"] == "failed", job
     assert "404" in job["error"] and job["counts"]["discovered"] == 0
 
 
@@ -399,7 +397,7 @@ def load_schema() -> Any:
     GET /api/openapi.json serves. (Loaded at import: schemathesis' lazy `from_fixture` loader reads
     pytest's private `Node._nodeid`, which pytest 9 no longer has.)"""
     loaded = schemathesis.openapi.from_path(DOCUMENT)
-    loaded.config.update(request_timeout=30)
+    loaded.config.update(request_timeout=REQUEST_TIMEOUT)
     # 413 is how the app refuses more than 1000 users (`maxItems`) or an oversized body, as documented.
     loaded.config.checks.negative_data_rejection = NegativeDataRejectionConfig(
         expected_statuses=[*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]

@@ -91,7 +91,7 @@ def fake_az(tmp_path):
         }
         if principal:
             env["MANAGED_IDENTITY_PRINCIPAL_ID"] = principal
-        result = subprocess.run(["sh", str(HOOK), *args], env=env, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(["sh", str(HOOK), *args], env=env, capture_output=True, text=True, timeout=300)
         calls = [json.loads(line) for line in log.read_text().splitlines()]
         log.write_text("")
         posted = [json.loads(call[call.index("--body") + 1])["appRoleId"] for call in calls if "post" in call]
