@@ -72,8 +72,10 @@ async def _post_once(client: httpx.AsyncClient, url: str, body: dict[str, Any], 
     attempts = int(previous.get("attempts", 0)) + 1
     try:
         response = await client.post(url, json=body, timeout=TIMEOUT, follow_redirects=False)
-    except httpx.HTTPError as exc:  # the URL itself was checked with httpx's parser at intake
+    except httpx.HTTPError as exc:
         last, retriable = type(exc).__name__, True
+    except (httpx.InvalidURL, ValueError) as exc:  # stored before intake checked URLs with httpx's parser
+        last, retriable = type(exc).__name__, False
     else:
         if response.is_success:
             return {"state": "delivered", "attempts": attempts, "httpStatus": response.status_code}

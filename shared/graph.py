@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -133,9 +132,6 @@ def warm_up() -> None:
 
 
 def create_graph_client(settings: Settings, credential: AsyncTokenCredential) -> GraphServiceClient:
-    # httpx logs every request at INFO: two lines per user of a bulk job in Application Insights.
-    # The task log lines carry Graph's request id; failures are logged by the worker.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     timeout = httpx.Timeout(settings.graph_timeout_seconds, connect=min(5.0, settings.graph_timeout_seconds))
     no_inline_retries = {RetryHandlerOption.get_key(): RetryHandlerOption(max_retries=0)}
     http = GraphClientFactory.create_with_default_middleware(client=httpx.AsyncClient(timeout=timeout), options=no_inline_retries)

@@ -13,8 +13,11 @@ must carry its task's token, so a message written by anyone else changes nothing
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import random
+import re
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -42,6 +45,7 @@ from shared.runtime import Runtime
 from shared.status_store import TaskExists
 
 log = logging.getLogger("signout.worker")
+_TOKEN_FIELD = re.compile(rb'"token"\s*:\s*"[^"]*"?')
 
 MAX_PACING_WAIT_SECONDS = 5.0  # longer waits reschedule the task instead of holding a worker
 STORAGE_MARGIN_SECONDS = 15.0  # the attempt's own table writes
@@ -124,12 +128,22 @@ def decode_for(raw: bytes, message_id: str, lane: Lane) -> Message | None:
         message = decode_message(raw)
     except InvalidMessage as exc:
         # repr() keeps control characters in the excerpt from forging log lines.
-        log.error("dropped invalid queue message %s on %s: %r; starts with %r", message_id, lane.queue, exc.reason, raw[:120])
+        log.error("dropped invalid queue message %s on %s: %r; starts with %r", message_id, lane.queue, exc.reason, _excerpt(raw))
         return None
     if not isinstance(message, lane.accepts):
         log.error("dropped %s %s on %s: this queue does not take that kind of message", type(message).__name__, message_id, lane.queue)
         return None
     return message
+
+
+def _excerpt(raw: bytes) -> bytes:
+    """The start of a message for the log, without any token it carries (a token lets its holder
+    write messages this service accepts)."""
+    text = raw.strip()
+    if not text.startswith(b"{"):  # a base64-encoded message: show (and redact) what it says
+        with suppress(binascii.Error, ValueError):
+            text = base64.b64decode(text[:4096], validate=True) or text
+    return _TOKEN_FIELD.sub(b'"token":"(redacted)"', text[:160])[:120]
 
 
 async def process_message(rt: Runtime, raw: bytes, message_id: str, lane: Lane) -> None:
@@ -194,9 +208,11 @@ async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id
         error = TaskError(ErrorCategory.CANCELLED, f"not signed out: bulk job {record.job_id} was cancelled before this task started")
         await move(rt, record, TaskStatus.SKIPPED, error=error)
         return
-    crashed = record.status is TaskStatus.IN_PROGRESS  # its last attempt ended without a result
+    # A task rescheduled after a failure always gets its attempt (the budget was checked then);
+    # one whose last attempt ended without a result (a crash) counts against the budget here.
+    crashed = record.status is TaskStatus.IN_PROGRESS
     retry_since = record.retry_since or (utcnow() if crashed else None)
-    if retry_since and _budget_spent(rt, retry_since):
+    if crashed and retry_since and _budget_spent(rt, retry_since):
         await _give_up(rt, record, record.error.message if record.error else "the task's attempts ended without a result", record.error)
         return
     if not lane.high and not _protected_locally(rt, record, message.user):

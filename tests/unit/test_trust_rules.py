@@ -209,3 +209,15 @@ def test_retry_budget_defaults_to_an_hour() -> None:
     from shared.settings import load_settings
 
     assert load_settings({}).retry_budget == timedelta(minutes=60)
+
+
+@pytest.mark.parametrize("encode", [False, True])
+def test_a_dropped_message_is_logged_without_its_token(caplog: pytest.LogCaptureFixture, encode: bool) -> None:
+    import base64
+    import logging
+
+    token = new_token()
+    text = f'{{"version":2,"taskId":"{TASK}","user":"adele@contoso.com","token":"{token}"}}'.encode()
+    caplog.set_level(logging.ERROR, logger="signout.worker")
+    assert decode_for(base64.b64encode(text) if encode else text, "m1", LANES["signout-requests"][1]) is None
+    assert TASK in caplog.text and token not in caplog.text and "(redacted)" in caplog.text
