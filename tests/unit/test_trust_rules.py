@@ -221,3 +221,23 @@ def test_a_dropped_message_is_logged_without_its_token(caplog: pytest.LogCapture
     caplog.set_level(logging.ERROR, logger="signout.worker")
     assert decode_for(base64.b64encode(text) if encode else text, "m1", LANES["signout-requests"][1]) is None
     assert TASK in caplog.text and token not in caplog.text and "(redacted)" in caplog.text
+
+
+# --- docs/security.md open findings A-C (fixed in code before this round; pinned here) -----------
+def test_finding_a_the_api_refuses_c1_controls_in_correlation_id() -> None:
+    from shared.problems import Problem
+    from shared.signout_request import parse_signout_request
+
+    for char in ("\x85", "\x9b", "\x80"):
+        with pytest.raises(Problem) as refused:
+            parse_signout_request({"user": "a@contoso.com", "correlationId": f"INC-1{char}forged"})
+        assert refused.value.status == 400 and refused.value.errors[0]["pointer"] == "/correlationId"
+
+
+def test_finding_c_an_unknown_field_name_cannot_forge_a_log_line() -> None:
+    from shared.messages import InvalidMessage
+
+    raw = b'{"user": "a@contoso.com", "x\\n2026-11-26 15:00:00,000 INFO signout.task: forged": 1}'
+    with pytest.raises(InvalidMessage) as refused:
+        decode_message(raw)
+    assert "\n" not in refused.value.reason and len(refused.value.reason.splitlines()) == 1
