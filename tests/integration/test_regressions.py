@@ -72,7 +72,7 @@ def test_defect2_a_direct_request_with_a_line_break_in_its_correlation_id_is_dro
     marker = str(uuid.uuid4())
     correlation_id = "INC-1\r\n" + FORGED.format(marker)
     sent = queue(stack).send_message(json.dumps({"user": user["userPrincipalName"], "correlationId": correlation_id}))
-    log = wait_for_output(stack, f"dropped invalid queue message {sent.id}: 'correlationId must not contain control characters'")
+    log = wait_for_output(stack, f"dropped invalid queue message {sent.id} on signout-requests: 'correlationId must not contain control characters'")
     assert not forged_lines(log, marker)
     assert api.get(f"/api/signouts/{DirectRequest.task_id(sent.id)}").status_code == 404  # no task: nothing was signed out
     assert sim.user(user["id"])["revokeCount"] == 0
