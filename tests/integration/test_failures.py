@@ -289,7 +289,7 @@ def graph_calls(sim: Sim, task_id: str) -> list[dict[str, Any]]:
 
 
 # A Logic Apps (multi-tenant) HTTP action abandons a request after 120 s: a 503 must come before
-# that to be of any use. Not a speed target (the storage SDKs' retries take seconds; bench/ times it).
+# that to be of any use. A bound on behaviour (the 503 comes), not a speed target: it takes seconds.
 CALLER_PATIENCE = 120
 
 
