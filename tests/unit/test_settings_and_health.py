@@ -92,7 +92,7 @@ def test_a_developer_credential_without_protected_users_is_refused(credential: s
     assert settings.protected_users == {"bg1@contoso.com"}
 
 
-@pytest.mark.parametrize(("name", "value"), [("MAX_ATTEMPTS", "0"), ("MAX_ATTEMPTS", "many"), ("RETRY_BASE_SECONDS", "-1")])
+@pytest.mark.parametrize(("name", "value"), [("RETRY_BUDGET_MINUTES", "0"), ("RETRY_BUDGET_MINUTES", "many"), ("RETRY_BASE_SECONDS", "-1")])
 def test_bad_numbers_name_the_setting(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
