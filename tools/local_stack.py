@@ -36,7 +36,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_announced(port: int, process: subprocess.Popen[bytes], name: str, log_path: Path, offset: int = 0, timeout: float = 30) -> None:
+def wait_until_announced(port: int, process: subprocess.Popen[bytes], name: str, log_path: Path, offset: int = 0, timeout: float = 120) -> None:
     """Wait for the service's own "listening on / ready on http://127.0.0.1:PORT" line: a port
     that merely accepts connections may belong to another process (ports race under xdist)."""
     announcement = f"http://{HOST}:{port}"
