@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
+from shared.graph import GraphFailure
+from shared.models import iso
 from shared.runtime import runtime
 from shared.settings import SettingsError, get_settings
 
@@ -36,6 +38,7 @@ REQUIRED_FEATURES = ("signOut", "resolveAndVerifyUsers")
 BROADER_THAN_NEEDED = frozenset({"User.ReadWrite.All", "Directory.ReadWrite.All", "Directory.Read.All", "Group.Read.All"})
 CHECK_TIMEOUT_SECONDS = 0.8  # per check; they run together, so health answers within a second
 CACHE_SECONDS = 5.0  # a check's last result serves every probe in this window
+TASKS_COUNTED = 1000  # the active set is read up to this many rows
 NO_PROTECTED_USERS = "PROTECTED_USERS is empty: no break-glass account is protected"
 # No answer at all: a connection that failed or a response that never came.
 SILENT = (ServiceRequestError, ServiceResponseError, httpx.TransportError, OSError)
@@ -103,10 +106,27 @@ async def _graph_permissions() -> dict[str, Any]:
         raise CheckFailed("the token is not a readable JWT") from None
 
 
+async def _protection() -> dict[str, Any]:
+    """PROTECTED_USERS resolved to object ids (cached for the process): undecided means no revocation."""
+    try:
+        resolved = await runtime().protected.current()
+    except GraphFailure as failure:  # its message names the entry by position, never its value
+        raise CheckFailed(failure.message) from None
+    return {"resolved": len(resolved.object_ids)}
+
+
+async def _tasks() -> dict[str, Any]:
+    """Unfinished tasks, and those waiting to be retried with the earliest next attempt."""
+    unfinished, waiting, earliest = await runtime().store.count_active(TASKS_COUNTED)
+    return {"unfinished": unfinished, "retrying": waiting, **({"nextAttemptAt": iso(earliest)} if earliest else {})}
+
+
 CHECKS = {
     "configuration": Check(_configuration, "the configuration could not be read in time", "the configuration is invalid"),
     "storage": Check(_storage, "storage did not answer", "storage refused the request"),
     "graphPermissions": Check(_graph_permissions, "the managed identity endpoint did not answer", "could not get a token"),
+    "protectedUsers": Check(_protection, "Microsoft Graph did not answer", "PROTECTED_USERS could not be resolved: nobody is signed out"),
+    "tasks": Check(_tasks, "storage did not answer", "storage refused the request"),
 }
 
 

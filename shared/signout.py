@@ -380,7 +380,7 @@ async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, 
         return
     delay = retry_delay(failure.retry_after, record.attempts, rt.settings.retry_base_seconds)
     next_at = utcnow() + timedelta(seconds=delay)
-    await rt.store.mark_active(record.id, next_at + SWEEP_GRACE)
+    await rt.store.mark_active(record.id, next_at + SWEEP_GRACE, next_attempt_at=next_at)
     await move(rt, record, TaskStatus.QUEUED, error=error, next_attempt_at=next_at, retry_since=since)
     if record.job_id is None:
         await rt.store.claim_pending(message.user, record, None)  # queued again: it covers new requests

@@ -158,10 +158,12 @@ class StatusStore:
         await table.upsert_entity(_index_row(partition, record))
 
     # --- active (unfinished) tasks, for the sweeper -------------------------------------------
-    async def mark_active(self, task_id: str, due: datetime) -> None:
-        """The task must have moved on by `due`, or the sweeper re-drives it."""
+    async def mark_active(self, task_id: str, due: datetime, next_attempt_at: datetime | None = None) -> None:
+        """The task must have moved on by `due`, or the sweeper re-drives it; `next_attempt_at`:
+        it waits to be retried (health shows the earliest)."""
         table = await self._client()
-        await table.upsert_entity({"PartitionKey": ACTIVE_PARTITION, "RowKey": task_id, "Due": due}, mode=UpdateMode.REPLACE)
+        row = {"PartitionKey": ACTIVE_PARTITION, "RowKey": task_id, "Due": due, "NextAttemptAt": next_attempt_at}
+        await table.upsert_entity({key: value for key, value in row.items() if value is not None}, mode=UpdateMode.REPLACE)
 
     async def clear_active(self, task_id: str) -> None:
         table = await self._client()
@@ -179,16 +181,19 @@ class StatusStore:
                 break
         return rows
 
-    async def count_active(self, limit: int) -> tuple[int, datetime | None]:
-        """How many tasks are unfinished (up to `limit`) and the earliest due time among them."""
+    async def count_active(self, limit: int) -> tuple[int, int, datetime | None]:
+        """Unfinished tasks (counted up to `limit`), how many of them wait to be retried, and the
+        earliest of their next attempts."""
         table = await self._client()
-        count, earliest = 0, None
-        async for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["Due"]):
+        count, waiting, earliest = 0, 0, None
+        async for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["NextAttemptAt"]):
             count += 1
-            earliest = entity["Due"] if earliest is None or entity["Due"] < earliest else earliest
+            if (next_at := entity.get("NextAttemptAt")) is not None:
+                waiting += 1
+                earliest = next_at if earliest is None or next_at < earliest else earliest
             if count == limit:
                 break
-        return count, earliest
+        return count, waiting, earliest
 
     # --- requests that joined a queued task -----------------------------------------------------
     async def add_join(self, task_id: str, joined: dict[str, Any]) -> str:
