@@ -2,12 +2,12 @@
 
 import azure.functions as func
 
-from shared.logs import apply_logging_policy
+from shared.usecases.audit_log import apply_logging_policy
 
 apply_logging_policy()  # before any blueprint is imported: no client may log a URL with a secret
 
-from shared.api import bp as api  # noqa: E402
-from shared.worker import bp as worker  # noqa: E402
+from shared.triggers.http_api import bp as api  # noqa: E402
+from shared.triggers.queues import bp as worker  # noqa: E402
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(api)

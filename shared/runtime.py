@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from shared.job_counts import JobCounts
-from shared.pacing import WritePacer
+from shared.usecases.job_counts import JobCounts
+from shared.domain.pacing import WritePacer
 from shared.settings import Settings, get_settings
-from shared.status_store import StatusStore
-from shared.storage import queue_service, read_connection, table_service
-from shared.work_queue import WorkQueue
+from shared.adapters.tables.store import StatusStore
+from shared.adapters.storage import queue_service, read_connection, table_service
+from shared.adapters.queues import WorkQueue
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
-    from shared.graph import GraphGateway
-    from shared.protection import ProtectedAccounts
+    from shared.adapters.graph import GraphGateway
+    from shared.usecases.protection import ProtectedAccounts
 
 
 @dataclass
@@ -50,13 +50,13 @@ class Runtime:
 
     @cached_property
     def credential(self) -> AsyncTokenCredential:
-        from shared.credentials import create_credential
+        from shared.adapters.credentials import create_credential
 
         return create_credential()
 
     @cached_property
     def graph(self) -> GraphGateway:
-        from shared.graph import GraphGateway, create_graph_client
+        from shared.adapters.graph import GraphGateway, create_graph_client
 
         client = create_graph_client(self.settings, self.credential)
         return GraphGateway(client, self.settings.graph_timeout_seconds, self.credential, self.settings.graph_scope)
@@ -64,7 +64,7 @@ class Runtime:
     @cached_property
     def protected(self) -> ProtectedAccounts:
         """PROTECTED_USERS resolved to object ids, cached for the process (refreshed hourly)."""
-        from shared.protection import ProtectedAccounts
+        from shared.usecases.protection import ProtectedAccounts
 
         return ProtectedAccounts(self.settings.protected_users, self.graph.get_user)
 

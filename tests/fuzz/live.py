@@ -19,8 +19,8 @@ from urllib.parse import unquote
 
 import httpx
 
-from shared import graph
-from shared.identifiers import parse_user
+from shared.adapters import graph
+from shared.domain.identifiers import parse_user
 from tests.integration.helpers import PIPELINE_TIMEOUT, REQUEST_TIMEOUT
 from tools.local_stack import LocalStack
 
@@ -29,7 +29,7 @@ PROBLEM = "application/problem+json"
 BREAK_GLASS = "breakglass@contoso.com"  # the simulator's protected account, in PROTECTED_USERS below
 
 # The Graph calls this service makes: read a user (its fixed $select), revoke a user's sessions, and
-# (bulk jobs, shared/jobs.py) page through a group's transitive user members. Nothing else: with
+# (bulk jobs, shared/usecases/bulk.py) page through a group's transitive user members. Nothing else: with
 # ALLOW_ALL_USERS unset (as here) not even the tenant-wide GET /v1.0/users listing.
 SELECT_USER = re.escape("$select=" + ",".join(graph.USER_FIELDS))
 GRAPH_CALLS = [

@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shared.identifiers import InvalidIdentifier, parse_user
+from shared.domain.identifiers import InvalidIdentifier, parse_user
 from tests.fuzz.live import (
     FUNCTION_KEY,
     PROBLEM,

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 from msgraph import GraphRequestAdapter, GraphServiceClient
 
-from shared.graph import USER_FIELDS, GraphGateway, create_graph_client
-from shared.identifiers import MAX_UPN_LENGTH, InvalidIdentifier, UserRef, is_object_id, parse_user
+from shared.adapters.graph import USER_FIELDS, GraphGateway, create_graph_client
+from shared.domain.identifiers import MAX_UPN_LENGTH, InvalidIdentifier, UserRef, is_object_id, parse_user
 from shared.settings import Settings
 from tests.fuzz.strategies import fuzz_settings, guest_upn, guid, identifier_text, json_values, valid_upn
 

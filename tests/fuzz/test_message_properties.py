@@ -15,9 +15,9 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from shared import messages
-from shared.identifiers import parse_user
-from shared.messages import MAX_MESSAGE_CHARS, DirectRequest, InvalidMessage, TaskMessage, decode_message, is_task_id
+from shared.domain import messages
+from shared.domain.identifiers import parse_user
+from shared.domain.messages import MAX_MESSAGE_CHARS, DirectRequest, InvalidMessage, TaskMessage, decode_message, is_task_id
 from tests.fuzz.strategies import encoded, fuzz_settings, identifier_text, json_values, nested
 
 # Every message type the decoder can return (a job page message, where bulk jobs exist, too).

@@ -16,11 +16,11 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from shared.callbacks import check_callback_url
-from shared.identifiers import parse_user
-from shared.models import TaskStatus
-from shared.problems import Problem
-from shared.signout_request import (
+from shared.domain.callback_urls import check_callback_url
+from shared.domain.identifiers import parse_user
+from shared.domain.tasks import TaskStatus
+from shared.domain.problems import Problem
+from shared.domain.requests import (
     MAX_BODY_BYTES,
     MAX_CORRELATION_ID,
     MAX_DESCRIPTION,
@@ -30,8 +30,8 @@ from shared.signout_request import (
     parse_signout_request,
     require_json,
 )
-from shared.status_api import KNOWN_PARAMS, MAX_TOP, LogQuery, parse_log_query
-from shared.status_store import time_key
+from shared.usecases.queries import KNOWN_PARAMS, MAX_TOP, LogQuery, parse_log_query
+from shared.adapters.tables.store import time_key
 from tests.fuzz.strategies import encoded, fuzz_settings, identifier_text, json_values, nested
 
 HOSTS = ("*.logic.azure.com", "127.0.0.1:8443")

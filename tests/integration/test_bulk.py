@@ -13,8 +13,8 @@ import pytest
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
-from shared.messages import JobPageMessage
-from shared.models import parse_iso
+from shared.domain.messages import JobPageMessage
+from shared.domain.tasks import parse_iso
 from tests.integration.helpers import REQUEST_TIMEOUT, Sim, new_user, sign_out, wait_for_terminal, wait_until
 from tools.local_stack import LocalStack
 

@@ -30,8 +30,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.identifiers import parse_user
-from shared.models import parse_iso
+from shared.domain.identifiers import parse_user
+from shared.domain.tasks import parse_iso
 from tests.integration.helpers import REQUEST_TIMEOUT, Sim, start_own_devhost, wait_for_terminal, wait_until
 from tools.azurite import ACCOUNT, ACCOUNT_KEY
 from tools.local_stack import LocalStack

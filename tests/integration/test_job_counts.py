@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from shared.job_counts import JobCounts
-from shared.status_store import StatusStore
-from shared.storage import StorageConnection, table_service
+from shared.usecases.job_counts import JobCounts
+from shared.adapters.tables.store import StatusStore
+from shared.adapters.storage import StorageConnection, table_service
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration

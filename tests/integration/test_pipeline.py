@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from shared.models import parse_iso
+from shared.domain.tasks import parse_iso
 from tests.integration.helpers import Sim, new_user, sign_out, wait_for_terminal, wait_until
 
 pytestmark = pytest.mark.integration

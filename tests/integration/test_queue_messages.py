@@ -12,14 +12,14 @@ import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
-from shared.identifiers import parse_user
-from shared.messages import DirectRequest, TaskMessage
-from shared.models import TaskRecord, TaskStatus, utcnow
+from shared.domain.identifiers import parse_user
+from shared.domain.messages import DirectRequest, TaskMessage
+from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
 from shared.settings import load_settings
-from shared.signout import adopt_direct_request
-from shared.status_store import StatusStore
-from shared.storage import StorageConnection, table_service
+from shared.usecases.process_task import adopt_direct_request
+from shared.adapters.tables.store import StatusStore
+from shared.adapters.storage import StorageConnection, table_service
 from tests.integration.helpers import Sim, new_user, wait_for_terminal, wait_until
 from tools.local_stack import LocalStack
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
-from shared.messages import DirectRequest
+from shared.domain.messages import DirectRequest
 from tests.integration.helpers import Sim, new_user, sign_out, wait_until
 from tools.local_stack import LocalStack
 
@@ -83,7 +83,7 @@ def test_defect2_whatever_correlation_id_the_api_lets_through_stays_on_its_log_l
     stack: LocalStack, api: httpx.Client, sim: Sim, brk: str
 ) -> None:
     """Line breaks beyond CR and LF that the HTTP parser does not refuse: the task's state-change
-    lines must still each be one line (shared/logs.py::state_change writes them with repr())."""
+    lines must still each be one line (shared/usecases/audit_log.py::state_change writes them with repr())."""
     user = new_user(sim, "forged-log-api")
     marker = str(uuid.uuid4())
     response = api.post("/api/signouts", json={"user": user["id"], "correlationId": f"INC-1{brk}{marker} forged"})

@@ -23,11 +23,11 @@ import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
-from shared.identifiers import parse_user
-from shared.messages import TaskMessage
-from shared.models import TaskRecord, TaskStatus, utcnow
-from shared.status_store import StatusStore
-from shared.storage import StorageConnection, table_service
+from shared.domain.identifiers import parse_user
+from shared.domain.messages import TaskMessage
+from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
+from shared.adapters.tables.store import StatusStore
+from shared.adapters.storage import StorageConnection, table_service
 from tests.integration.helpers import CallbackReceiver, Sim, new_user
 from tools.local_stack import LocalStack
 

@@ -16,12 +16,12 @@ import pytest
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
-from shared.identifiers import parse_user
-from shared.messages import TaskMessage, new_token
-from shared.models import TaskRecord, TaskStatus, utcnow
+from shared.domain.identifiers import parse_user
+from shared.domain.messages import TaskMessage, new_token
+from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
 from shared.settings import load_settings
-from shared.sweeper import sweep
+from shared.usecases.sweeper import sweep
 from tests.integration.helpers import CallbackReceiver, Sim, new_user, sign_out, wait_for_terminal
 from tools.local_stack import LocalStack
 

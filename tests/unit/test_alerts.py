@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from shared.alerts import DEFAULT_USER_DIMENSIONS, MAX_ENTITIES, AlertUsers, parse_alert
-from shared.problems import Problem
+from shared.domain.alerts import DEFAULT_USER_DIMENSIONS, MAX_ENTITIES, AlertUsers, parse_alert
+from shared.domain.problems import Problem
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "alerts"
 ADELE_ID = "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.alerts import AlertUsers, parse_alert
-from shared.identifiers import parse_user
-from shared.problems import Problem
-from shared.text import printable
+from shared.domain.alerts import AlertUsers, parse_alert
+from shared.domain.identifiers import parse_user
+from shared.domain.problems import Problem
+from shared.domain.text import printable
 
 FIXTURE_DIR = Path(__file__).parent.parent / "fixtures" / "alerts"
 FIXTURES = {path.stem: json.loads(path.read_text()) for path in FIXTURE_DIR.glob("*.json")}

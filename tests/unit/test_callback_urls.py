@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shared.callbacks import InvalidCallback, check_callback_url
-from shared.problems import Problem
-from shared.signout_request import parse_signout_request
+from shared.domain.callback_urls import InvalidCallback, check_callback_url
+from shared.domain.problems import Problem
+from shared.domain.requests import parse_signout_request
 
 HOSTS = ("*.logic.azure.com", "127.0.0.1:8443")
 ANY_HOST = ("*", "*:8443")  # the widest allow-list: only the URL rules decide

@@ -25,11 +25,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import function_app
-from shared import api
-from shared.alerts import DEFAULT_USER_DIMENSIONS
-from shared.identifiers import parse_user
-from shared.messages import DirectRequest, decode_message
-from shared.signout_request import parse_signout_request
+from shared.triggers import http_api as api
+from shared.domain.alerts import DEFAULT_USER_DIMENSIONS
+from shared.domain.identifiers import parse_user
+from shared.domain.messages import DirectRequest, decode_message
+from shared.domain.requests import parse_signout_request
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "examples"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.identifiers import InvalidIdentifier, parse_user
+from shared.domain.identifiers import InvalidIdentifier, parse_user
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
-from shared.credentials import create_credential
+from shared.adapters.credentials import create_credential
 from shared.settings import LOOPBACK_HOSTS, load_settings
 from tools import local_stack
 

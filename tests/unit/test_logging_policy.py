@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.callbacks import deliver
-from shared.logs import QUIET_LOGGERS, apply_logging_policy
+from shared.domain.callback_urls import deliver
+from shared.usecases.audit_log import QUIET_LOGGERS, apply_logging_policy
 
 ROOT = Path(__file__).parents[2]
 SIG = "SECRETsig0123456789"
@@ -88,7 +88,7 @@ logging.getLogger().setLevel(logging.DEBUG)
 logging.getLogger().addHandler(Collect())
 import function_app
 import httpx
-from shared.callbacks import deliver
+from shared.domain.callback_urls import deliver
 async def main():
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200))) as client:
         return await deliver(client, {URL!r}, {{}})

@@ -5,11 +5,11 @@ from datetime import timedelta
 
 import pytest
 
-from shared.graph import GraphFailure, parse_retry_after
-from shared.identifiers import parse_user
-from shared.messages import InvalidMessage, TaskMessage, decode_message
-from shared.models import ErrorCategory, InvalidTransition, TaskRecord, TaskStatus, utcnow
-from shared.signout import classify, retry_delay
+from shared.adapters.graph import GraphFailure, parse_retry_after
+from shared.domain.identifiers import parse_user
+from shared.domain.messages import InvalidMessage, TaskMessage, decode_message
+from shared.domain.tasks import ErrorCategory, InvalidTransition, TaskRecord, TaskStatus, utcnow
+from shared.usecases.process_task import classify, retry_delay
 
 TASK = "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10"
 

@@ -23,10 +23,13 @@ from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 import function_app
-from shared import api, callbacks, signout_request, status_api
-from shared.alerts import azure_monitor, defender_xdr, sentinel_alert, sentinel_incident
-from shared.models import ErrorCategory, TaskError, TaskRecord, TaskStatus
-from shared.problems import Problem, field_error
+from shared.triggers import http_api as api
+from shared.domain import callback_urls as callbacks
+from shared.domain import requests as signout_request
+from shared.usecases import queries as status_api
+from shared.domain.alerts import azure_monitor, defender_xdr, sentinel_alert, sentinel_incident
+from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus
+from shared.domain.problems import Problem, field_error
 
 DOCUMENT_PATH = Path(__file__).parents[2] / "shared" / "openapi.json"
 DOC: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
@@ -325,7 +328,7 @@ def test_sign_out_request_matches_the_parser() -> None:
     body = definition("SignOutRequest")
     accepted = signout_request.KNOWN_FIELDS | signout_request.BULK_FIELDS  # single and bulk requests share the body
     assert set(body["properties"]) == set(accepted), (
-        "SignOutRequest fields vs shared.signout_request.KNOWN_FIELDS: "
+        "SignOutRequest fields vs shared.domain.requests.KNOWN_FIELDS: "
         f"documented only {sorted(set(body['properties']) - accepted)}, "
         f"accepted only {sorted(accepted - set(body['properties']))}"
     )
@@ -474,7 +477,7 @@ def test_alert_kinds_match_the_parsers() -> None:
 
 
 def test_health_schema_matches_the_report_shape() -> None:
-    from shared.health import permission_report
+    from shared.usecases.health import permission_report
 
     report = {
         "status": "unhealthy",

@@ -9,8 +9,8 @@ import asyncio
 import azure.functions as func
 import pytest
 
-from shared.principal import CREATE_ROLE, READ_ROLE, authorize, parse_principal
-from shared.problems import Problem
+from shared.triggers.auth import CREATE_ROLE, READ_ROLE, authorize, parse_principal
+from shared.domain.problems import Problem
 from tests.app_functions import registered_functions
 
 

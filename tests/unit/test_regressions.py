@@ -22,14 +22,14 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 import pytest
 
-from shared import logs
-from shared.messages import CallbackMessage, DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
-from shared.models import TaskRecord, TaskStatus, iso, utcnow
-from shared.problems import PROBLEM_CONTENT_TYPE, Problem, pointer_to
-from shared.signout import Lane, Priority, process_message, process_poison
-from shared.signout_request import load_json_object, parse_bulk_request, parse_signout_request
-from shared.status_api import parse_log_query
-from shared.status_store import time_key
+from shared.usecases import audit_log as logs
+from shared.domain.messages import CallbackMessage, DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
+from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
+from shared.domain.problems import PROBLEM_CONTENT_TYPE, Problem, pointer_to
+from shared.usecases.process_task import Lane, Priority, process_message, process_poison
+from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request
+from shared.usecases.queries import parse_log_query
+from shared.adapters.tables.store import time_key
 from tests.app_functions import registered_functions
 
 TASK = "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10"

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from shared.health import permission_report, token_roles
+from shared.usecases.health import permission_report, token_roles
 from shared.settings import SettingsError, load_settings
-from shared.status_api import parse_log_query
-from shared.problems import Problem
+from shared.usecases.queries import parse_log_query
+from shared.domain.problems import Problem
 
 
 def test_defaults() -> None:

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from shared.problems import Problem
-from shared.signout_request import MAX_BODY_BYTES, load_json_object, parse_signout_request, require_json
+from shared.domain.problems import Problem
+from shared.domain.requests import MAX_BODY_BYTES, load_json_object, parse_signout_request, require_json
 
 
 def problem_of(body: dict) -> Problem:

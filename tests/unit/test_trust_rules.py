@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from shared.graph import GraphFailure, GraphResult, GraphUser, is_own_page_link
-from shared.identifiers import parse_user
-from shared.intake import ANONYMOUS_SCOPE, _create, idempotency_scope
-from shared.messages import CallbackMessage, DirectRequest, JobPageMessage, TaskMessage, decode_message, new_token
-from shared.models import TaskRecord, TaskStatus, utcnow
-from shared.protection import REFRESH_SECONDS, ProtectedAccounts
-from shared.signout import Lane, Priority, decode_for
+from shared.adapters.graph import GraphFailure, GraphResult, GraphUser, is_own_page_link
+from shared.domain.identifiers import parse_user
+from shared.usecases.intake import ANONYMOUS_SCOPE, _create, idempotency_scope
+from shared.domain.messages import CallbackMessage, DirectRequest, JobPageMessage, TaskMessage, decode_message, new_token
+from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
+from shared.usecases.protection import REFRESH_SECONDS, ProtectedAccounts
+from shared.usecases.process_task import Lane, Priority, decode_for
 
 BASE = "https://graph.microsoft.com/v1.0"
 GROUP = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -225,8 +225,8 @@ def test_a_dropped_message_is_logged_without_its_token(caplog: pytest.LogCapture
 
 # --- docs/security.md open findings A-C (fixed in code before this round; pinned here) -----------
 def test_finding_a_the_api_refuses_c1_controls_in_correlation_id() -> None:
-    from shared.problems import Problem
-    from shared.signout_request import parse_signout_request
+    from shared.domain.problems import Problem
+    from shared.domain.requests import parse_signout_request
 
     for char in ("\x85", "\x9b", "\x80"):
         with pytest.raises(Problem) as refused:
@@ -235,7 +235,7 @@ def test_finding_a_the_api_refuses_c1_controls_in_correlation_id() -> None:
 
 
 def test_finding_c_an_unknown_field_name_cannot_forge_a_log_line() -> None:
-    from shared.messages import InvalidMessage
+    from shared.domain.messages import InvalidMessage
 
     raw = b'{"user": "a@contoso.com", "x\\n2026-11-26 15:00:00,000 INFO signout.task: forged": 1}'
     with pytest.raises(InvalidMessage) as refused:

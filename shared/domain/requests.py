@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.callbacks import MAX_URL_LENGTH, InvalidCallback, check_callback_url
-from shared.identifiers import InvalidIdentifier, UserRef, is_object_id, parse_user
-from shared.problems import Problem, field_error, pointer_to
+from shared.domain.callback_urls import MAX_URL_LENGTH, InvalidCallback, check_callback_url
+from shared.domain.identifiers import InvalidIdentifier, UserRef, is_object_id, parse_user
+from shared.domain.problems import Problem, field_error, pointer_to
 from shared.settings import DEFAULT_CALLBACK_HOSTS
-from shared.text import printable
+from shared.domain.text import printable
 
 MAX_BODY_BYTES = 512 * 1024  # 1,000 users of 256 characters each, and room to spare
 MAX_USERS = 1000

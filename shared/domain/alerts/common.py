@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from shared.identifiers import InvalidIdentifier, UserRef, parse_user
-from shared.problems import Problem, field_error
-from shared.text import printable
+from shared.domain.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.domain.problems import Problem, field_error
+from shared.domain.text import printable
 
 MAX_ENTITIES = 1000  # candidate accounts per payload; more is a broken rule or an attack
 MAX_NAME = 1024  # the name becomes the task description, which has the same limit

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.models import TaskRecord
+from shared.domain.tasks import TaskRecord
 
 log = logging.getLogger("signout.task")
 

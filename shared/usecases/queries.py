@@ -8,12 +8,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from shared.identifiers import InvalidIdentifier, UserRef, parse_user
-from shared.messages import is_task_id
-from shared.models import TaskRecord, TaskStatus, iso, parse_iso
-from shared.problems import Problem, field_error, pointer_to
+from shared.domain.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.domain.messages import is_task_id
+from shared.domain.tasks import TaskRecord, TaskStatus, iso, parse_iso
+from shared.domain.problems import Problem, field_error, pointer_to
 from shared.runtime import Runtime
-from shared.status_store import correlation_partition
+from shared.adapters.tables.store import correlation_partition
 
 DEFAULT_TOP = 50
 MAX_TOP = 100

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
-from shared.alerts.common import Candidate, describe, field, text
+from shared.domain.alerts.common import Candidate, describe, field, text
 
 MAX_ENTITIES_TEXT = 2_000_000  # characters of `Entities` JSON text parsed; alerts are far smaller
 NOT_ENTRA = "not an Entra ID account: no AadUserId and no UPNSuffix"

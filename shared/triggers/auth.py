@@ -17,7 +17,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.problems import Problem
+from shared.domain.problems import Problem
 
 CREATE_ROLE = "SignOuts.Create"  # create sign-outs and bulk jobs, post alerts
 READ_ROLE = "SignOuts.Read"  # read tasks, the remediation log and jobs

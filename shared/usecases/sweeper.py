@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from shared.models import utcnow
+from shared.domain.tasks import utcnow
 from shared.runtime import Runtime
-from shared.signout import finish, redrive
+from shared.usecases.process_task import finish, redrive
 
 log = logging.getLogger("signout.sweeper")
 

@@ -7,25 +7,25 @@ from pathlib import Path
 
 import azure.functions as func
 
-from shared import status_api
-from shared.health import check_health
-from shared.http import absolute_url, endpoint, json_response
-from shared.alerts import parse_alert
-from shared.intake import accept, accept_alert, idempotency_scope, idempotent
-from shared.jobs import Job, JobFinished, cancel_job, create_job, get_job, job_report
-from shared.messages import is_task_id
-from shared.models import TaskRecord
-from shared.principal import CREATE_ROLE, READ_ROLE, authorize
-from shared.problems import Problem, field_error
+from shared.usecases import queries
+from shared.usecases.health import check_health
+from shared.triggers.responses import absolute_url, endpoint, json_response
+from shared.domain.alerts import parse_alert
+from shared.usecases.intake import accept, accept_alert, idempotency_scope, idempotent
+from shared.usecases.bulk import Job, JobFinished, cancel_job, create_job, get_job, job_report
+from shared.domain.messages import is_task_id
+from shared.domain.tasks import TaskRecord
+from shared.triggers.auth import CREATE_ROLE, READ_ROLE, authorize
+from shared.domain.problems import Problem, field_error
 from shared.runtime import runtime
 from shared.settings import get_settings
-from shared.signout_request import load_json_object, parse_bulk_request, parse_signout_request, require_json
+from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request, require_json
 
 bp = func.Blueprint()
 
 MAX_IDEMPOTENCY_KEY = 200
 MAX_ALERT_BYTES = 2 * 1024 * 1024  # Sentinel incidents carry their alerts and entities
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+OPENAPI_PATH = Path(__file__).parents[1] / "openapi.json"  # published beside the package's layers
 POLL_SECONDS = "1"
 JOB_POLL_SECONDS = "10"
 
@@ -57,9 +57,9 @@ async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
 async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
     authorize(req, READ_ROLE)
     rt = runtime()
-    task = await status_api.get_task(rt, req.route_params.get("id", ""))
+    task = await queries.get_task(rt, req.route_params.get("id", ""))
     url = status_url(req, task)
-    body = {**task.to_api(url), **await status_api.joined_requests(rt, task)}
+    body = {**task.to_api(url), **await queries.joined_requests(rt, task)}
     if task.status.is_terminal:
         return json_response(body)
     return json_response(body, 202, {"Location": url, "Retry-After": POLL_SECONDS})
@@ -69,8 +69,8 @@ async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
 @endpoint
 async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
     authorize(req, READ_ROLE)
-    query = status_api.parse_log_query(dict(req.params))
-    page = await status_api.read_log(runtime(), query)
+    query = queries.parse_log_query(dict(req.params))
+    page = await queries.read_log(runtime(), query)
     body: dict[str, object] = {"tasks": [task.to_api(status_url(req, task)) for task in page.tasks]}
     if page.continuation_token:
         body["continuationToken"] = page.continuation_token

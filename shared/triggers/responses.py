@@ -12,8 +12,8 @@ from urllib.parse import urlencode, urlsplit
 import azure.functions as func
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from shared.intake import Busy, PartlyAccepted
-from shared.problems import PROBLEM_CONTENT_TYPE, Problem
+from shared.usecases.intake import Busy, PartlyAccepted
+from shared.domain.problems import PROBLEM_CONTENT_TYPE, Problem
 from shared.settings import SettingsError
 
 log = logging.getLogger("signout.http")

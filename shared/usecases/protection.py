@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from shared.graph import GraphFailure, GraphResult
-from shared.identifiers import is_object_id
+from shared.adapters.graph import GraphFailure, GraphResult
+from shared.domain.identifiers import is_object_id
 
 log = logging.getLogger("signout.protection")
 

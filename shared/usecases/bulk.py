@@ -22,12 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from shared.identifiers import parse_user
-from shared.graph import GraphFailure, PageUser, UserPage
-from shared.messages import JobPageMessage, TaskMessage, new_token, token_matches
-from shared.models import TaskRecord, TaskStatus, iso, utcnow
+from shared.domain.identifiers import parse_user
+from shared.adapters.graph import GraphFailure, PageUser, UserPage
+from shared.domain.messages import JobPageMessage, TaskMessage, new_token, token_matches
+from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
 from shared.runtime import Runtime
-from shared.status_store import ConcurrentUpdate, time_key
+from shared.adapters.tables.store import ConcurrentUpdate, time_key
 
 log = logging.getLogger("signout.jobs")
 
@@ -196,7 +196,7 @@ async def _page_failed(rt: Runtime, job: Job, message: JobPageMessage, failure: 
     if utcnow() - since >= rt.settings.retry_budget:
         await _stop(rt, job, f"Graph kept failing for the retry budget ({rt.settings.retry_budget_minutes:g} minutes): {failure.message}")
         return
-    from shared.signout import retry_delay  # noqa: PLC0415 - the retry policy lives with the task's
+    from shared.usecases.process_task import retry_delay  # noqa: PLC0415 - the retry policy lives with the task's
 
     delay = retry_delay(failure.retry_after, job.page_failures + 1, rt.settings.retry_base_seconds)
     with suppress(ConcurrentUpdate):  # a concurrent copy recorded it: its own count is as good

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.alerts import azure_monitor, defender_xdr, sentinel_alert, sentinel_incident
-from shared.alerts.azure_monitor import DEFAULT_USER_DIMENSIONS
-from shared.alerts.common import MAX_ENTITIES, Parsed, collect
-from shared.identifiers import UserRef
-from shared.problems import Problem, field_error
+from shared.domain.alerts import azure_monitor, defender_xdr, sentinel_alert, sentinel_incident
+from shared.domain.alerts.azure_monitor import DEFAULT_USER_DIMENSIONS
+from shared.domain.alerts.common import MAX_ENTITIES, Parsed, collect
+from shared.domain.identifiers import UserRef
+from shared.domain.problems import Problem, field_error
 
 __all__ = ["DEFAULT_USER_DIMENSIONS", "MAX_ENTITIES", "AlertUsers", "parse_alert"]
 

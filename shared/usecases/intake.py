@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from shared.alerts import AlertUsers
-from shared.identifiers import UserRef
-from shared.messages import CallbackMessage, TaskMessage, new_token
-from shared.models import TaskRecord, TaskStatus, iso, utcnow
-from shared.problems import Problem
+from shared.domain.alerts import AlertUsers
+from shared.domain.identifiers import UserRef
+from shared.domain.messages import CallbackMessage, TaskMessage, new_token
+from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
+from shared.domain.problems import Problem
 from shared.runtime import Runtime
-from shared.signout_request import MAX_DESCRIPTION, SignoutRequest
-from shared.logs import state_change
-from shared.status_store import Pending, correlation_partition
+from shared.domain.requests import MAX_DESCRIPTION, SignoutRequest
+from shared.usecases.audit_log import state_change
+from shared.adapters.tables.store import Pending, correlation_partition
 
 log = logging.getLogger("signout.intake")
 T = TypeVar("T")

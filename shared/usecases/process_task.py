@@ -24,12 +24,12 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from shared.callback_delivery import callbacks_pending, deliver_callbacks
-from shared.graph import TOKEN_TIMEOUT_SECONDS, GraphFailure, GraphUser
-from shared.identifiers import UserRef, parse_user
-from shared.jobs import count_task, job_cancelled, page_poisoned, process_page
-from shared.logs import state_change
-from shared.messages import (
+from shared.usecases.callbacks import callbacks_pending, deliver_callbacks
+from shared.adapters.graph import TOKEN_TIMEOUT_SECONDS, GraphFailure, GraphUser
+from shared.domain.identifiers import UserRef, parse_user
+from shared.usecases.bulk import count_task, job_cancelled, page_poisoned, process_page
+from shared.usecases.audit_log import state_change
+from shared.domain.messages import (
     CallbackMessage,
     DirectRequest,
     InvalidMessage,
@@ -40,9 +40,9 @@ from shared.messages import (
     new_token,
     token_matches,
 )
-from shared.models import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
+from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
-from shared.status_store import TaskExists
+from shared.adapters.tables.store import TaskExists
 
 log = logging.getLogger("signout.worker")
 _TOKEN_FIELD = re.compile(rb'"token"\s*:\s*"[^"]*"?')

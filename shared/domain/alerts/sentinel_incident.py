@@ -12,8 +12,8 @@ The id is the incident's ARM id (stable for the incident's life), else its name 
 
 from __future__ import annotations
 
-from shared.alerts.common import Candidate, Parsed, field, items, or_else, required_id, title
-from shared.alerts.sentinel_entities import accounts
+from shared.domain.alerts.common import Candidate, Parsed, field, items, or_else, required_id, title
+from shared.domain.alerts.sentinel_entities import accounts
 
 KIND = "sentinel_incident"
 _DEFAULT_NAME = "Microsoft Sentinel incident"

@@ -31,7 +31,7 @@ from msgraph.generated.users.item.user_item_request_builder import UserItemReque
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core import GraphClientFactory
 
-from shared.models import parse_iso, utcnow
+from shared.domain.tasks import parse_iso, utcnow
 from shared.settings import Settings
 
 if TYPE_CHECKING:

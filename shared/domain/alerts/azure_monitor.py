@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import islice
 
-from shared.alerts.common import Candidate, Parsed, describe, field, items, or_else, required_id, text, title
-from shared.identifiers import is_object_id
-from shared.problems import Problem, field_error
+from shared.domain.alerts.common import Candidate, Parsed, describe, field, items, or_else, required_id, text, title
+from shared.domain.identifiers import is_object_id
+from shared.domain.problems import Problem, field_error
 
 KIND = "azure_monitor"
 SCHEMA_ID = "azureMonitorCommonAlertSchema"

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from shared.graph import GraphFailure
-from shared.models import iso
+from shared.adapters.graph import GraphFailure
+from shared.domain.tasks import iso
 from shared.runtime import runtime
 from shared.settings import SettingsError, get_settings
 

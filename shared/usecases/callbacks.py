@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from shared.callbacks import TIMEOUT
-from shared.messages import CallbackMessage, token_matches
-from shared.models import TaskRecord, utcnow
+from shared.domain.callback_urls import TIMEOUT
+from shared.domain.messages import CallbackMessage, token_matches
+from shared.domain.tasks import TaskRecord, utcnow
 from shared.runtime import Runtime
 
 log = logging.getLogger("signout.callbacks")

@@ -14,7 +14,7 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from shared.status_store import AlreadyCounted, ConcurrentUpdate, StatusStore
+from shared.adapters.tables.store import AlreadyCounted, ConcurrentUpdate, StatusStore
 
 SHARDS = 16
 MAX_MARKERS_PER_COMMIT = 99  # a transaction holds 100 operations: the markers and one shard

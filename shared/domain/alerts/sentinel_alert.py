@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from shared.alerts.common import Candidate, Parsed, field, or_else, required_id, title
-from shared.alerts.sentinel_entities import accounts, entity_list
+from shared.domain.alerts.common import Candidate, Parsed, field, or_else, required_id, title
+from shared.domain.alerts.sentinel_entities import accounts, entity_list
 
 KIND = "sentinel_alert"
 _NAMES = ("AlertDisplayName", "AlertName", "DisplayName")

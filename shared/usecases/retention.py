@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.intake import IDEMPOTENCY_TTL
-from shared.jobs import JOBS_PARTITION
-from shared.models import utcnow
+from shared.usecases.intake import IDEMPOTENCY_TTL
+from shared.usecases.bulk import JOBS_PARTITION
+from shared.domain.tasks import utcnow
 from shared.runtime import Runtime
-from shared.status_store import IDEMPOTENCY_LOG, LOG_PARTITION
+from shared.adapters.tables.store import IDEMPOTENCY_LOG, LOG_PARTITION
 
 log = logging.getLogger("signout.retention")
 

@@ -32,8 +32,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared.identifiers import InvalidIdentifier, UserRef, parse_user
-from shared.models import TaskRecord, utcnow
+from shared.domain.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.domain.tasks import TaskRecord, utcnow
 
 LOG_PARTITION = "log"
 ACTIVE_PARTITION = "active"

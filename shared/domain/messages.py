@@ -12,7 +12,7 @@ Functions default, `QueueClient` with TextBase64EncodePolicy) are accepted too:
 Anyone who may put messages on a queue can write any of these shapes, so a service message
 carries its task's (or job's) `token`, a secret that is never shown by the API: a message whose
 token does not match its record is dropped, and so can neither run, fail nor widen anything.
-Each queue trigger accepts only its own kinds (see `shared/worker.py`).
+Each queue trigger accepts only its own kinds (see `shared/triggers/queues.py`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared.identifiers import InvalidIdentifier, UserRef, parse_user
-from shared.text import printable
+from shared.domain.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.domain.text import printable
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_CHARS = 64 * 1024  # the service's own limit

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.graph import warm_up
-from shared.retention import apply_retention
+from shared.adapters.graph import warm_up
+from shared.usecases.retention import apply_retention
 from shared.runtime import runtime
-from shared.signout import bulk_lane, page_lane, process_message, process_poison, single_lane
-from shared.storage import CONNECTION
-from shared.sweeper import sweep
+from shared.usecases.process_task import bulk_lane, page_lane, process_message, process_poison, single_lane
+from shared.adapters.storage import CONNECTION
+from shared.usecases.sweeper import sweep
 
 bp = func.Blueprint()
 warm_up()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
-from shared.alerts.common import Candidate, Parsed, describe, field, items, or_else, required_id, text, title
+from shared.domain.alerts.common import Candidate, Parsed, describe, field, items, or_else, required_id, text, title
 
 KIND = "defender_xdr"
 _NOT_ENTRA = "not an Entra ID account: no azureAdUserId and no userPrincipalName"
