@@ -1,6 +1,6 @@
 """The only module that talks to Microsoft Graph (msgraph-sdk, async, one client per process).
 
-Retries are not done here: a transient failure is raised as GraphFailure(transient=True)
+Retries are not done here: a transient failure is raised as GraphError(transient=True)
 and the worker reschedules the task on the queue (visibility delay = Retry-After), so a
 throttled task never holds a worker while it waits.
 """
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from azure.core.exceptions import ClientAuthenticationError
@@ -31,6 +29,8 @@ from msgraph.generated.users.item.user_item_request_builder import UserItemReque
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core import GraphClientFactory
 
+from shared.domain.directory import PAGE_FIELDS, TOKEN_TIMEOUT_SECONDS, GraphError, GraphResult, GraphUser, PageUser, UserPage
+from shared.domain.page_links import is_own_page_link
 from shared.domain.tasks import parse_iso, utcnow
 from shared.settings import Settings
 
@@ -40,88 +40,8 @@ if TYPE_CHECKING:
 USER_FIELDS = ["id", "userPrincipalName", "userType", "signInSessionsValidFromDateTime"]
 READ_PERMISSION = "User.Read.All"
 GROUP_PERMISSION = "GroupMember.Read.All"
-PAGE_FIELDS = ["id", "userPrincipalName", "userType"]
 REVOKE_PERMISSION = "User.RevokeSessions.All"
-TOKEN_TIMEOUT_SECONDS = 20.0  # azure-identity retries a failing endpoint for ~5 s itself
 TRANSIENT_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class GraphUser:
-    id: str
-    user_principal_name: str | None
-    user_type: str | None
-    sessions_valid_from: datetime | None
-
-
-@dataclass(frozen=True)
-class GraphResult:
-    value: Any
-    request_id: str | None
-    limit_percentage: float | None = None  # x-ms-throttle-limit-percentage, sent from 0.8
-
-
-@dataclass(frozen=True)
-class PageUser:
-    id: str
-    user_principal_name: str | None
-    user_type: str | None
-
-
-@dataclass(frozen=True)
-class UserPage:
-    users: list[PageUser]
-    next_link: str | None
-
-
-class GraphFailure(Exception):
-    """A Graph call failed; `transient` says whether trying again later can help."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        request_id: str | None = None,
-        retry_after: float | None = None,
-        transient: bool = False,
-        permission: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.retry_after = retry_after
-        self.transient = transient
-        self.permission = permission  # the application permission the failed call needs
-
-
-def is_own_page_link(link: str, base_url: str, group_id: str | None, page_size: int) -> bool:
-    """Whether `link` reads the next page of exactly the collection a job enumerates: the group's
-    transitive user members (or every user), with at most the query options this module sets
-    ($select, $top, unchanged) plus Graph's $skiptoken. Anything else ($filter, $search, another
-    path or host) could widen a job beyond its target, so it is never followed."""
-    base, parts = urlsplit(base_url), urlsplit(link)
-    if (parts.scheme, parts.netloc.lower()) != (base.scheme, base.netloc.lower()) or parts.fragment:
-        return False
-    collections = [f"{base.path}/users"] if group_id is None else [
-        f"{base.path}/groups/{group_id}/transitiveMembers/{cast}" for cast in ("microsoft.graph.user", "graph.user")
-    ]
-    if parts.path.lower() not in [path.lower() for path in collections]:
-        return False
-    try:
-        options = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
-    except ValueError:
-        return False
-    names = [name.lower() for name, _ in options]
-    if len(names) != len(set(names)) or "$skiptoken" not in names or not set(names) <= {"$select", "$top", "$skiptoken"}:
-        return False
-    values = {name.lower(): value for name, value in options}
-    select_ok = "$select" not in values or {f.lower() for f in values["$select"].split(",")} == {f.lower() for f in PAGE_FIELDS}
-    top_ok = "$top" not in values or values["$top"] == str(page_size)
-    return select_ok and top_ok and bool(values["$skiptoken"])
 
 
 def warm_up() -> None:
@@ -155,9 +75,9 @@ class GraphGateway:
         try:
             await asyncio.wait_for(self._credential.get_token(self._scope, enable_cae=True), TOKEN_TIMEOUT_SECONDS)
         except asyncio.TimeoutError as exc:
-            raise GraphFailure("the managed identity endpoint did not answer in time", code="TokenUnavailable", transient=True) from exc
+            raise GraphError("the managed identity endpoint did not answer in time", code="TokenUnavailable", transient=True) from exc
         except ClientAuthenticationError as exc:
-            raise GraphFailure(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
+            raise GraphError(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
 
     async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult:
         """GET /users/{id}?$select=... read as raw JSON: kiota's User model builds a ~150-entry
@@ -174,12 +94,12 @@ class GraphGateway:
         """One page of the tenant's users, or of a group's transitive user members."""
         priority = "low"  # enumeration for bulk jobs never competes with alert-driven work
         if next_link is not None and not is_own_page_link(next_link, self._client.request_adapter.base_url, group_id, page_size):
-            raise GraphFailure("the page link is not the job's own collection", code="UnexpectedNextLink")
+            raise GraphError("the page link is not the job's own collection", code="UnexpectedNextLink")
         if group_id is None:
-            query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=PAGE_FIELDS, top=page_size)
+            query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=list(PAGE_FIELDS), top=page_size)
             builder: Any = self._client.users
         else:
-            query = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(select=PAGE_FIELDS, top=page_size)
+            query = GraphUserRequestBuilder.GraphUserRequestBuilderGetQueryParameters(select=list(PAGE_FIELDS), top=page_size)
             builder = self._client.groups.by_group_id(group_id).transitive_members.graph_user
         config, inspect = _config(request_id, priority, None if next_link else query)
         if next_link:
@@ -190,7 +110,7 @@ class GraphGateway:
         page = _user_page(found.value, found.request_id)
         base_url = self._client.request_adapter.base_url
         if page.next_link is not None and not is_own_page_link(page.next_link, base_url, group_id, page_size):
-            raise GraphFailure("Graph returned a nextLink outside the job's collection", code="UnexpectedNextLink", request_id=found.request_id)
+            raise GraphError("Graph returned a nextLink outside the job's collection", code="UnexpectedNextLink", request_id=found.request_id)
         return GraphResult(page, found.request_id)
 
     async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult:
@@ -201,7 +121,7 @@ class GraphGateway:
     async def _call(self, call: Any, inspect: HeadersInspectionHandlerOption, permission: str) -> GraphResult:
         try:
             await self._ensure_token()
-        except GraphFailure:
+        except GraphError:
             call.close()  # never awaited: close the coroutine
             raise
         try:
@@ -209,12 +129,12 @@ class GraphGateway:
         except APIError as exc:
             raise _from_api_error(exc, permission) from exc
         except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
-            raise GraphFailure("Microsoft Graph did not answer in time", code="Timeout", transient=True) from exc
+            raise GraphError("Microsoft Graph did not answer in time", code="Timeout", transient=True) from exc
         except httpx.TransportError as exc:
-            raise GraphFailure(f"connection to Microsoft Graph failed: {type(exc).__name__}", code="ConnectionError", transient=True) from exc
+            raise GraphError(f"connection to Microsoft Graph failed: {type(exc).__name__}", code="ConnectionError", transient=True) from exc
         except ClientAuthenticationError as exc:
             # The managed-identity endpoint failed or is slow: not a permission problem.
-            raise GraphFailure(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
+            raise GraphError(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
         headers = inspect.response_headers
         percentage = _first(headers.get("x-ms-throttle-limit-percentage"))
         return GraphResult(value, _first(headers.get("request-id")), float(percentage) if percentage else None)
@@ -230,7 +150,7 @@ def _graph_user(raw: bytes | None, request_id: str | None) -> GraphUser:
             sessions_valid_from=parse_iso(data.get("signInSessionsValidFromDateTime")),
         )
     except (ValueError, KeyError, TypeError) as exc:
-        raise GraphFailure(f"Graph returned an unreadable user: {exc}", request_id=request_id, transient=True) from exc
+        raise GraphError(f"Graph returned an unreadable user: {exc}", request_id=request_id, transient=True) from exc
 
 
 def _user_page(raw: bytes | None, request_id: str | None) -> UserPage:
@@ -239,7 +159,7 @@ def _user_page(raw: bytes | None, request_id: str | None) -> UserPage:
         users = [PageUser(str(item["id"]), item.get("userPrincipalName"), item.get("userType")) for item in data["value"]]
         return UserPage(users, data.get("@odata.nextLink"))
     except (ValueError, KeyError, TypeError) as exc:
-        raise GraphFailure(f"Graph returned an unreadable page: {exc}", request_id=request_id, transient=True) from exc
+        raise GraphError(f"Graph returned an unreadable page: {exc}", request_id=request_id, transient=True) from exc
 
 
 def _config(client_request_id: str, priority: str, query: Any = None) -> tuple[RequestConfiguration[Any], HeadersInspectionHandlerOption]:
@@ -275,12 +195,12 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def _from_api_error(exc: APIError, permission: str) -> GraphFailure:
+def _from_api_error(exc: APIError, permission: str) -> GraphError:
     status = exc.response_status_code
     error = getattr(exc, "error", None)
     inner = getattr(error, "inner_error", None)
     request_id = getattr(inner, "request_id", None) or _header(exc.response_headers, "request-id")
-    return GraphFailure(
+    return GraphError(
         getattr(error, "message", None) or exc.message or f"Graph answered HTTP {status}",
         status=status,
         code=getattr(error, "code", None),

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.identifiers import parse_user
-from shared.adapters.graph import GraphFailure, PageUser, UserPage
+from shared.domain.directory import GraphError, PageUser, UserPage
 from shared.domain.messages import JobPageMessage, TaskMessage, new_token, token_matches
 from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
 from shared.runtime import Runtime
@@ -128,7 +128,7 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
         return
     try:
         page = (await rt.graph.list_users(job.group_id, link, job.id, rt.settings.graph_page_size)).value
-    except GraphFailure as failure:
+    except GraphError as failure:
         await _page_failed(rt, job, message, failure)
         return
     if message.page == job.pages_done + 1:
@@ -185,7 +185,7 @@ async def _record_page(rt: Runtime, job: Job, number: int, link: str | None, pag
     return job
 
 
-async def _page_failed(rt: Runtime, job: Job, message: JobPageMessage, failure: GraphFailure) -> None:
+async def _page_failed(rt: Runtime, job: Job, message: JobPageMessage, failure: GraphError) -> None:
     """A transient failure reads the page again later (Retry-After, else backoff) until the
     retry budget is spent; anything else stops the job with the reason."""
     if not failure.transient:
@@ -227,7 +227,7 @@ async def page_poisoned(rt: Runtime, message: JobPageMessage) -> None:
     job = await get_job(rt, message.job_id)
     if job is None or not token_matches(job.token, message.token) or job.error or job.enumerated:
         return
-    poisoned = GraphFailure("its page message failed repeatedly and was moved to the poison queue", code="Poisoned", transient=True)
+    poisoned = GraphError("its page message failed repeatedly and was moved to the poison queue", code="Poisoned", transient=True)
     await _page_failed(rt, job, message, poisoned)
 
 

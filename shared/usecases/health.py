@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from shared.adapters.graph import GraphFailure
+from shared.domain.directory import GraphError
 from shared.domain.tasks import iso
 from shared.runtime import runtime
 from shared.settings import SettingsError, get_settings
@@ -110,7 +110,7 @@ async def _protection() -> dict[str, Any]:
     """PROTECTED_USERS resolved to object ids (cached for the process): undecided means no revocation."""
     try:
         resolved = await runtime().protected.current()
-    except GraphFailure as failure:  # its message names the entry by position, never its value
+    except GraphError as failure:  # its message names the entry by position, never its value
         raise CheckFailed(failure.message) from None
     return {"resolved": len(resolved.object_ids)}
 

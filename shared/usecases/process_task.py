@@ -25,7 +25,7 @@ from enum import Enum
 from typing import Any
 
 from shared.usecases.callbacks import callbacks_pending, deliver_callbacks
-from shared.adapters.graph import TOKEN_TIMEOUT_SECONDS, GraphFailure, GraphUser
+from shared.domain.directory import GraphError, GraphUser, TOKEN_TIMEOUT_SECONDS
 from shared.domain.identifiers import UserRef, parse_user
 from shared.usecases.bulk import count_task, job_cancelled, page_poisoned, process_page
 from shared.usecases.audit_log import state_change
@@ -250,11 +250,11 @@ async def _attempt(rt: Runtime, record: TaskRecord, message: TaskMessage, lane: 
     try:
         async with asyncio.timeout(budget - STORAGE_MARGIN_SECONDS):
             outcome = await revoke(rt, record, message.user, lane)
-    except GraphFailure as failure:
+    except GraphError as failure:
         await _after_failure(rt, record, message, failure, lane)
         return
     except TimeoutError:
-        overran = GraphFailure("the attempt did not finish before its deadline", code="AttemptDeadline", transient=True)
+        overran = GraphError("the attempt did not finish before its deadline", code="AttemptDeadline", transient=True)
         await _after_failure(rt, record, message, overran, lane)
         return
     await move(rt, record, outcome.status, **outcome.changes)
@@ -297,7 +297,7 @@ async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> 
         await rt.store.release_pending(user, record.id)
     try:
         revoked = await rt.graph.revoke_sessions(target.id, record.id, lane.priority.value)
-    except GraphFailure as failure:
+    except GraphError as failure:
         if failure.status == 429:
             rt.pacer.throttled(failure.retry_after)
         raise
@@ -337,7 +337,7 @@ async def _read_back(rt: Runtime, record: TaskRecord, user_id: str, lane: Lane) 
     """The revocation already happened: a failed read-back must not repeat it."""
     try:
         after = await rt.graph.get_user(user_id, record.id, lane.priority.value)
-    except GraphFailure as failure:
+    except GraphError as failure:
         return None, [f"could not read signInSessionsValidFromDateTime back: {failure.message}"]
     return after.value.sessions_valid_from, []
 
@@ -347,7 +347,7 @@ def _protected(user: str, resolved: dict[str, Any] | None = None) -> Outcome:
     return Outcome(TaskStatus.SKIPPED, {**(resolved or {}), "error": error})
 
 
-def classify(failure: GraphFailure) -> TaskError:
+def classify(failure: GraphError) -> TaskError:
     """Map a Graph failure to the task's error category."""
     common = {"code": failure.code, "graph_request_id": failure.request_id, "http_status": failure.status}
     if failure.transient:
@@ -369,7 +369,7 @@ def retry_delay(retry_after: float | None, attempt: int, base_seconds: float) ->
     return max(1.0, random.uniform(backoff / 2, backoff))
 
 
-async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, failure: GraphFailure, lane: Lane) -> None:
+async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, failure: GraphError, lane: Lane) -> None:
     error = classify(failure)
     if error.category is not ErrorCategory.TRANSIENT:
         await move(rt, record, TaskStatus.FAILED, error=error)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from shared.adapters.graph import GraphFailure, GraphResult
+from shared.domain.directory import GraphError, GraphResult
 from shared.domain.identifiers import is_object_id
 
 log = logging.getLogger("signout.protection")
@@ -48,7 +48,7 @@ class ProtectedAccounts:
         self._lock = asyncio.Lock()
 
     async def current(self) -> ProtectedSet:
-        """The resolved set; raises GraphFailure(transient) when it cannot be decided."""
+        """The resolved set; raises GraphError(transient) when it cannot be decided."""
         if self._resolved is not None and self._clock() < self._fresh_until:
             return self._resolved
         async with self._lock:
@@ -57,7 +57,7 @@ class ProtectedAccounts:
             try:
                 self._resolved = await self._resolve()
                 self._fresh_until = self._clock() + REFRESH_SECONDS
-            except GraphFailure as failure:
+            except GraphError as failure:
                 if self._resolved is None:
                     raise
                 # The previous set still protects those accounts; look again soon.
@@ -74,10 +74,10 @@ class ProtectedAccounts:
     async def _object_id(self, position: int, upn: str) -> str:
         try:
             found = await self._look_up(upn, str(uuid.uuid4()), "high")
-        except GraphFailure as failure:
+        except GraphError as failure:
             # Fail closed whatever the reason (404 included: a typo or a deleted account must be
             # fixed, not silently ignored); health names the entry by position, never its value.
-            raise GraphFailure(
+            raise GraphError(
                 f"protection undecided: PROTECTED_USERS UPN #{position} could not be resolved ({failure.code or failure.status})",
                 code="ProtectedUsersUnresolved",
                 status=failure.status,

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared.adapters.graph import GraphFailure, parse_retry_after
+from shared.domain.directory import GraphError
+from shared.adapters.graph import parse_retry_after
 from shared.domain.identifiers import parse_user
 from shared.domain.messages import InvalidMessage, TaskMessage, decode_message
 from shared.domain.tasks import ErrorCategory, InvalidTransition, TaskRecord, TaskStatus, utcnow
@@ -72,7 +73,7 @@ def test_completion_time_is_set_only_for_terminal_statuses() -> None:
 
 def test_record_survives_the_table_round_trip() -> None:
     original = record(TaskStatus.IN_PROGRESS).moved_to(
-        TaskStatus.FAILED, error=classify(GraphFailure("denied", status=403, code="Authorization_RequestDenied", request_id="r-1"))
+        TaskStatus.FAILED, error=classify(GraphError("denied", status=403, code="Authorization_RequestDenied", request_id="r-1"))
     )
     assert TaskRecord.from_entity(original.to_entity()) == original
 
@@ -80,19 +81,19 @@ def test_record_survives_the_table_round_trip() -> None:
 @pytest.mark.parametrize(
     ("failure", "category"),
     [
-        (GraphFailure("x", status=403, permission="User.RevokeSessions.All"), ErrorCategory.PERMISSION_DENIED),
-        (GraphFailure("x", status=404), ErrorCategory.USER_NOT_FOUND),
-        (GraphFailure("x", status=400), ErrorCategory.INVALID_REQUEST),
-        (GraphFailure("x", status=429, transient=True), ErrorCategory.TRANSIENT),
-        (GraphFailure("x", code="Timeout", transient=True), ErrorCategory.TRANSIENT),
+        (GraphError("x", status=403, permission="User.RevokeSessions.All"), ErrorCategory.PERMISSION_DENIED),
+        (GraphError("x", status=404), ErrorCategory.USER_NOT_FOUND),
+        (GraphError("x", status=400), ErrorCategory.INVALID_REQUEST),
+        (GraphError("x", status=429, transient=True), ErrorCategory.TRANSIENT),
+        (GraphError("x", code="Timeout", transient=True), ErrorCategory.TRANSIENT),
     ],
 )
-def test_classification(failure: GraphFailure, category: ErrorCategory) -> None:
+def test_classification(failure: GraphError, category: ErrorCategory) -> None:
     assert classify(failure).category is category
 
 
 def test_permission_denied_names_the_missing_permission() -> None:
-    error = classify(GraphFailure("x", status=403, permission="User.RevokeSessions.All"))
+    error = classify(GraphError("x", status=403, permission="User.RevokeSessions.All"))
     assert "User.RevokeSessions.All" in (error.hint or "")
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from shared.adapters.graph import GraphFailure, GraphResult, GraphUser, is_own_page_link
+from shared.domain.directory import GraphError, GraphResult, GraphUser
+from shared.domain.page_links import is_own_page_link
 from shared.domain.identifiers import parse_user
 from shared.usecases.intake import ANONYMOUS_SCOPE, _create, idempotency_scope
 from shared.domain.messages import CallbackMessage, DirectRequest, JobPageMessage, TaskMessage, decode_message, new_token
@@ -73,9 +74,9 @@ class Directory:
     async def get_user(self, upn: str, request_id: str, priority: str) -> GraphResult:
         self.calls += 1
         if self.down:
-            raise GraphFailure("down", status=503, code="ServiceUnavailable", transient=True)
+            raise GraphError("down", status=503, code="ServiceUnavailable", transient=True)
         if upn not in self.users:
-            raise GraphFailure("no such user", status=404, code="Request_ResourceNotFound")
+            raise GraphError("no such user", status=404, code="Request_ResourceNotFound")
         return GraphResult(GraphUser(self.users[upn], upn, "Member", None), "req")
 
 
@@ -104,7 +105,7 @@ async def test_undecided_protection_is_a_transient_failure_so_nobody_is_revoked(
     directory = Directory({} if reason == "unknown entry" else {"bg@contoso.com": "aaaaaaaa-0000-0000-0000-000000000001"})
     directory.down = reason == "graph down"
     protected = ProtectedAccounts(frozenset({"bg@contoso.com"}), directory.get_user)
-    with pytest.raises(GraphFailure) as raised:
+    with pytest.raises(GraphError) as raised:
         await protected.current()
     assert raised.value.transient and "bg@contoso.com" not in raised.value.message  # named by position only
 
