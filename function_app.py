@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared.usecases.audit_log import apply_logging_policy
+from shared.runtime import apply_logging_policy
 
 apply_logging_policy()  # before any blueprint is imported: no client may log a URL with a secret
 

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.domain.identifiers import InvalidIdentifier, parse_user
+from shared.domain.identifiers import InvalidIdentifierError, parse_user
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -160,7 +160,7 @@ def _protected_users(env: dict[str, str]) -> frozenset[str]:
 def _protected_user(position: int, entry: str) -> str:
     try:
         return parse_user(entry).key
-    except InvalidIdentifier as invalid:
+    except InvalidIdentifierError as invalid:
         # The public text names the entry by position only: health is anonymous, and the value
         # is a break-glass account's name.
         raise SettingsError(

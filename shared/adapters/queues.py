@@ -6,24 +6,15 @@ Logic Apps Azure Queues connector writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
+
+from shared.usecases.ports import Receipt
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600  # the service's limit
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """Where an enqueued message is, so it can be released or withdrawn."""
-
-    queue: str
-    message_id: str
-    pop_receipt: str
-
-
-class WorkQueue:
+class StorageQueues:
     def __init__(self, service: QueueServiceClient) -> None:
         self._service = service
         self._ready: set[str] = set()

@@ -7,21 +7,17 @@ not followed. A failed callback is recorded on the task and never changes its st
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import re
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 MAX_URL_LENGTH = 2048
-ATTEMPTS = 4
-BACKOFF_SECONDS = (1.0, 2.0, 4.0)
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # one callback POST
 
 
-class InvalidCallback(ValueError):
+class InvalidCallbackError(ValueError):
     pass
 
 
@@ -54,43 +50,25 @@ def _parse(url: str) -> httpx.URL:
             host = (urlsplit(url).hostname or "").lower()
         except ValueError:
             host = ""
-        raise InvalidCallback((host and _host_problem(host)) or "is not a URL") from exc
+        raise InvalidCallbackError((host and _host_problem(host)) or "is not a URL") from exc
 
 
 def check_callback_url(url: str, allowed: tuple[str, ...]) -> str:
     if len(url) > MAX_URL_LENGTH:
-        raise InvalidCallback(f"must be at most {MAX_URL_LENGTH} characters")
+        raise InvalidCallbackError(f"must be at most {MAX_URL_LENGTH} characters")
     parsed = _parse(url)
     if parsed.scheme != "https" or not parsed.raw_host:
-        raise InvalidCallback("must be an https URL")
+        raise InvalidCallbackError("must be an https URL")
     if parsed.userinfo:
-        raise InvalidCallback("must not carry credentials")
+        raise InvalidCallbackError("must not carry credentials")
     # raw_host is what goes on the wire: httpx IDNA-encodes non-ASCII names to xn-- labels.
     host = parsed.raw_host.decode("ascii", "replace").lower()
     problem = _host_problem(host)
     if problem:
-        raise InvalidCallback(problem)
+        raise InvalidCallbackError(problem)
     port = 443 if parsed.port is None else parsed.port
     if not 0 < port < 65536:
-        raise InvalidCallback("is not a URL")
+        raise InvalidCallbackError("is not a URL")
     if not _host_allowed(host, port, allowed):
-        raise InvalidCallback(f"host {host} is not allowed (CALLBACK_ALLOWED_HOSTS: {', '.join(allowed)})")
+        raise InvalidCallbackError(f"host {host} is not allowed (CALLBACK_ALLOWED_HOSTS: {', '.join(allowed)})")
     return url
-
-
-async def deliver(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST `body`, retrying transport errors and 408/429/5xx with backoff; report the outcome."""
-    last_error = ""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            response = await client.post(url, json=body, timeout=TIMEOUT, follow_redirects=False)
-            if response.is_success:
-                return {"status": "delivered", "attempts": attempt, "httpStatus": response.status_code}
-            last_error = f"HTTP {response.status_code}"
-            if response.status_code not in (408, 429) and response.status_code < 500:
-                break
-        except httpx.HTTPError as exc:
-            last_error = type(exc).__name__
-        if attempt < ATTEMPTS:
-            await asyncio.sleep(BACKOFF_SECONDS[attempt - 1])
-    return {"status": "failed", "attempts": attempt, "lastError": last_error}

@@ -20,7 +20,7 @@ _DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?")
 MAX_UPN_LENGTH = 256
 
 
-class InvalidIdentifier(ValueError):
+class InvalidIdentifierError(ValueError):
     """The text is neither an Entra object id nor a user principal name."""
 
 
@@ -67,15 +67,15 @@ def _upn_problem(text: str) -> str | None:
 
 
 def parse_user(raw: object) -> UserRef:
-    """Validate one identifier; raise InvalidIdentifier with a reason a caller can act on."""
+    """Validate one identifier; raise InvalidIdentifierError with a reason a caller can act on."""
     if not isinstance(raw, str):
-        raise InvalidIdentifier("must be a string")
+        raise InvalidIdentifierError("must be a string")
     text = raw.strip()
     if not text:
-        raise InvalidIdentifier("is empty")
+        raise InvalidIdentifierError("is empty")
     if is_object_id(text):
         return UserRef(text.lower(), "objectId")
     problem = _upn_problem(text)
     if problem:
-        raise InvalidIdentifier(problem)
+        raise InvalidIdentifierError(problem)
     return UserRef(text, "upn")

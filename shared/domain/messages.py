@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.domain.identifiers import InvalidIdentifierError, UserRef, parse_user
 from shared.domain.text import printable
 
 SCHEMA_VERSION = 1
@@ -55,7 +55,7 @@ def token_matches(expected: str | None, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected, given)
 
 
-class InvalidMessage(ValueError):
+class InvalidMessageError(ValueError):
     """A message that no retry can fix; `task_id` is set when the message named one."""
 
     def __init__(self, reason: str, task_id: str | None = None) -> None:
@@ -126,27 +126,27 @@ def _json_text(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8").strip()
     except UnicodeDecodeError as exc:
-        raise InvalidMessage("message is not UTF-8 text") from exc
+        raise InvalidMessageError("message is not UTF-8 text") from exc
     if text.startswith("{"):
         return text
     try:  # a base64-encoded message
         decoded = base64.b64decode(text, validate=True).decode("utf-8").strip()
     except (binascii.Error, ValueError) as exc:  # ValueError: non-ASCII text is not base64 either
-        raise InvalidMessage("message is neither JSON nor base64-encoded JSON") from exc
+        raise InvalidMessageError("message is neither JSON nor base64-encoded JSON") from exc
     if not decoded.startswith("{"):
-        raise InvalidMessage("message is not a JSON object")
+        raise InvalidMessageError("message is not a JSON object")
     return decoded
 
 
 def decode_message(raw: bytes) -> Message:
     if len(raw) > MAX_MESSAGE_CHARS * 4:
-        raise InvalidMessage("message is larger than a queue message can be")
+        raise InvalidMessageError("message is larger than a queue message can be")
     try:
         body: Any = json.loads(_json_text(raw))
     except (ValueError, RecursionError) as exc:  # ValueError also: integers over 4,300 digits
-        raise InvalidMessage(f"message is not valid JSON: {str(exc)[:200]}") from exc
+        raise InvalidMessageError(f"message is not valid JSON: {str(exc)[:200]}") from exc
     if not isinstance(body, dict):
-        raise InvalidMessage("message is not a JSON object")
+        raise InvalidMessageError("message is not a JSON object")
     if "taskId" in body:
         return _task_message(body)
     if "jobId" in body:
@@ -159,9 +159,9 @@ def decode_message(raw: bytes) -> Message:
 def _job_page(body: dict[str, Any]) -> JobPageMessage:
     job_id, page = body.get("jobId"), body.get("page")
     if not _is_version(body.get("version")) or not {"version", "jobId", "page"} <= set(body) <= PAGE_FIELDS:
-        raise InvalidMessage("a job page message is {version: 1, jobId, page, token?}")
+        raise InvalidMessageError("a job page message is {version: 1, jobId, page, token?}")
     if not is_task_id(job_id) or not isinstance(page, int) or isinstance(page, bool) or page < 1:
-        raise InvalidMessage("jobId must be a lowercase GUID and page a positive integer")
+        raise InvalidMessageError("jobId must be a lowercase GUID and page a positive integer")
     return JobPageMessage(job_id, page, _token(body))
 
 
@@ -169,25 +169,25 @@ def _task_message(body: dict[str, Any]) -> TaskMessage:
     task_id = body.get("taskId")
     named = task_id if is_task_id(task_id) else None
     if not _is_version(body.get("version")):
-        raise InvalidMessage(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})", named)
+        raise InvalidMessageError(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})", named)
     if not named:
-        raise InvalidMessage("taskId must be a lowercase GUID")
+        raise InvalidMessageError("taskId must be a lowercase GUID")
     if not set(body) <= TASK_FIELDS:
-        raise InvalidMessage("a task message is {version: 1, taskId, user, token?}", named)
+        raise InvalidMessageError("a task message is {version: 1, taskId, user, token?}", named)
     return TaskMessage(named, _user(body, named), _token(body, named))
 
 
 def _callback(body: dict[str, Any]) -> CallbackMessage:
     task_id = body.get("callbackFor")
     if not _is_version(body.get("version")) or not set(body) <= CALLBACK_FIELDS or not is_task_id(task_id):
-        raise InvalidMessage("a callback message is {version: 1, callbackFor: <task id>, token?}")
+        raise InvalidMessageError("a callback message is {version: 1, callbackFor: <task id>, token?}")
     return CallbackMessage(task_id, _token(body, task_id))
 
 
 def _token(body: dict[str, Any], named: str | None = None) -> str | None:
     token = body.get("token")
     if token is not None and not (isinstance(token, str) and _TOKEN.fullmatch(token)):
-        raise InvalidMessage("token must be 16-64 URL-safe characters", named)
+        raise InvalidMessageError("token must be 16-64 URL-safe characters", named)
     return token
 
 
@@ -195,9 +195,9 @@ def _direct_request(body: dict[str, Any]) -> DirectRequest:
     unknown = sorted(set(body) - DIRECT_FIELDS)
     if unknown:
         names = ", ".join(repr(name[:40]) for name in unknown[:5])  # repr: field names come from the message
-        raise InvalidMessage(f"unknown field(s) {names}; a direct request has user, description, correlationId")
+        raise InvalidMessageError(f"unknown field(s) {names}; a direct request has user, description, correlationId")
     if not _is_version(body.get("version", SCHEMA_VERSION)):
-        raise InvalidMessage(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})")
+        raise InvalidMessageError(f"unsupported message version {body.get('version')!r} (expected {SCHEMA_VERSION})")
     return DirectRequest(
         _user(body, None),
         _text(body, "description", MAX_DESCRIPTION) or "",
@@ -212,8 +212,8 @@ def _is_version(value: object) -> bool:
 def _user(body: dict[str, Any], task_id: str | None) -> UserRef:
     try:
         return parse_user(body.get("user"))
-    except InvalidIdentifier as exc:
-        raise InvalidMessage(f"user {exc}", task_id) from exc
+    except InvalidIdentifierError as exc:
+        raise InvalidMessageError(f"user {exc}", task_id) from exc
 
 
 def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
@@ -221,7 +221,7 @@ def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > limit:
-        raise InvalidMessage(f"{name} must be a string of at most {limit} characters")
+        raise InvalidMessageError(f"{name} must be a string of at most {limit} characters")
     if not printable(value, multiline=name == "description"):
-        raise InvalidMessage(f"{name} must not contain control characters")
+        raise InvalidMessageError(f"{name} must not contain control characters")
     return value

@@ -9,7 +9,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
 @dataclass
-class Problem(Exception):
+class ProblemError(Exception):
     """Raise anywhere in request handling; the API layer renders it as problem+json."""
 
     status: int

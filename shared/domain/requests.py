@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain.callback_urls import MAX_URL_LENGTH, InvalidCallback, check_callback_url
-from shared.domain.identifiers import InvalidIdentifier, UserRef, is_object_id, parse_user
-from shared.domain.problems import Problem, field_error, pointer_to
+from shared.domain.callback_urls import MAX_URL_LENGTH, InvalidCallbackError, check_callback_url
+from shared.domain.identifiers import InvalidIdentifierError, UserRef, is_object_id, parse_user
+from shared.domain.problems import ProblemError, field_error, pointer_to
 from shared.settings import DEFAULT_CALLBACK_HOSTS
 from shared.domain.text import printable
 
@@ -43,18 +43,18 @@ class SignoutRequest:
 def require_json(content_type: str | None) -> None:
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
-        raise Problem(415, "Unsupported media type", f"send the body as application/json, not {media_type or 'nothing'}")
+        raise ProblemError(415, "Unsupported media type", f"send the body as application/json, not {media_type or 'nothing'}")
 
 
 def load_json_object(body: bytes, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
     if len(body) > limit:
-        raise Problem(413, "Request body too large", f"the body is {len(body)} bytes; the limit is {limit}")
+        raise ProblemError(413, "Request body too large", f"the body is {len(body)} bytes; the limit is {limit}")
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, integers over 4,300 digits
-        raise Problem(400, "Malformed JSON", f"the body is not valid JSON: {str(exc)[:200]}") from exc
+        raise ProblemError(400, "Malformed JSON", f"the body is not valid JSON: {str(exc)[:200]}") from exc
     if not isinstance(data, dict):
-        raise Problem(400, "Invalid request", "the body must be a JSON object")
+        raise ProblemError(400, "Invalid request", "the body must be a JSON object")
     return data
 
 
@@ -98,7 +98,7 @@ def _callback(data: dict[str, Any], allowed_hosts: tuple[str, ...], errors: list
         return None
     try:
         return check_callback_url(url, allowed_hosts)
-    except InvalidCallback as exc:
+    except InvalidCallbackError as exc:
         errors.append(field_error("/callbackUrl", str(exc)))
         return None
 
@@ -107,12 +107,12 @@ def parse_signout_request(data: dict[str, Any], callback_hosts: tuple[str, ...] 
     errors = [field_error(pointer_to(name), "is not a known field") for name in sorted(set(data) - KNOWN_FIELDS)]
     raw_users, pointer = _user_list(data, errors)
     if len(raw_users) > MAX_USERS:
-        raise Problem(413, "Too many users", f"{len(raw_users)} users in one request; the limit is {MAX_USERS}")
+        raise ProblemError(413, "Too many users", f"{len(raw_users)} users in one request; the limit is {MAX_USERS}")
     users: dict[str, UserRef] = {}  # duplicates in one request become one task
     for index, raw in enumerate(raw_users):
         try:
             user = parse_user(raw)
-        except InvalidIdentifier as exc:
+        except InvalidIdentifierError as exc:
             errors.append(field_error(pointer if pointer == "/user" else f"{pointer}/{index}", str(exc)))
             continue
         users.setdefault(user.key, user)
@@ -120,7 +120,7 @@ def parse_signout_request(data: dict[str, Any], callback_hosts: tuple[str, ...] 
     correlation_id = _text(data, "correlationId", MAX_CORRELATION_ID, errors)
     callback_url = _callback(data, callback_hosts, errors)
     if errors:
-        raise Problem(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
+        raise ProblemError(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
     return SignoutRequest(tuple(users.values()), description or "", correlation_id, callback_url)
 
 
@@ -129,18 +129,18 @@ BULK_FIELDS = frozenset({"group", "allUsers", "confirm", "description", "correla
 
 
 def parse_bulk_target(data: dict[str, Any], allow_all_users: bool) -> str | None:
-    """The group id, or None for every user; raises a Problem for a target that is not allowed."""
+    """The group id, or None for every user; raises a ProblemError for a target that is not allowed."""
     if "group" in data:
         group = data["group"]
         if not isinstance(group, str) or not is_object_id(group.strip()):
-            raise Problem(400, "Invalid request", "group must be a group object id", [field_error("/group", "is not a GUID")])
+            raise ProblemError(400, "Invalid request", "group must be a group object id", [field_error("/group", "is not a GUID")])
         return group.strip().lower()
     if data.get("allUsers") is not True:
-        raise Problem(400, "Invalid request", "allUsers must be true", [field_error("/allUsers", "must be true")])
+        raise ProblemError(400, "Invalid request", "allUsers must be true", [field_error("/allUsers", "must be true")])
     if not allow_all_users:
-        raise Problem(403, "Forbidden", "signing out every user is disabled: set the app setting ALLOW_ALL_USERS=true to allow it")
+        raise ProblemError(403, "Forbidden", "signing out every user is disabled: set the app setting ALLOW_ALL_USERS=true to allow it")
     if str(data.get("confirm", "")).strip().lower() != ALL_USERS_CONFIRMATION:
-        raise Problem(400, "Confirmation required", f'add "confirm": "{ALL_USERS_CONFIRMATION}" to sign out every user of the tenant',
+        raise ProblemError(400, "Confirmation required", f'add "confirm": "{ALL_USERS_CONFIRMATION}" to sign out every user of the tenant',
                       [field_error("/confirm", f"must be {ALL_USERS_CONFIRMATION!r}")])  
     return None
 
@@ -164,5 +164,5 @@ def parse_bulk_request(data: dict[str, Any], allow_all_users: bool) -> BulkReque
     description = _text(data, "description", MAX_DESCRIPTION, errors, multiline=True)
     correlation_id = _text(data, "correlationId", MAX_CORRELATION_ID, errors)
     if errors:
-        raise Problem(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
+        raise ProblemError(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
     return BulkRequest(parse_bulk_target(data, allow_all_users), description or "", correlation_id)

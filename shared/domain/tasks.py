@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -37,7 +36,7 @@ ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 
 
-class InvalidTransition(Exception):
+class InvalidTransitionError(Exception):
     def __init__(self, current: TaskStatus, wanted: TaskStatus) -> None:
         super().__init__(f"cannot move a task from {current.value} to {wanted.value}")
         self.current = current
@@ -123,9 +122,9 @@ class TaskRecord:
     etag: str | None = field(default=None, compare=False)
 
     def moved_to(self, status: TaskStatus, **changes: Any) -> TaskRecord:
-        """The record after a transition; raises InvalidTransition for a forbidden one."""
+        """The record after a transition; raises InvalidTransitionError for a forbidden one."""
         if status not in ALLOWED_TRANSITIONS[self.status]:
-            raise InvalidTransition(self.status, status)
+            raise InvalidTransitionError(self.status, status)
         now = utcnow()
         completed = now if status.is_terminal else None
         return replace(self, status=status, updated_at=now, completed_at=completed, **changes)
@@ -159,82 +158,3 @@ class TaskRecord:
         if status_url:
             data["statusUrl"] = status_url
         return data
-
-    # Table storage keeps flat, typed columns; nested values are JSON text.
-    def to_entity(self) -> dict[str, Any]:
-        error = asdict(self.error) if self.error else None
-        if error:
-            error["category"] = self.error.category.value  # type: ignore[union-attr]
-        entity: dict[str, Any] = {
-            "PartitionKey": self.id,
-            "RowKey": "task",
-            "User": self.user,
-            "Status": self.status.value,
-            "CreatedAt": self.created_at,
-            "UpdatedAt": self.updated_at,
-            "Description": self.description,
-            "Source": self.source,
-            "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
-            "CorrelationId": self.correlation_id,
-            "AlertId": self.alert_id,
-            "JobId": self.job_id,
-            "CallbackUrl": self.callback_url,
-            "Callback": json.dumps(self.callback) if self.callback else None,
-            "ResolvedId": self.resolved_id,
-            "ResolvedUpn": self.resolved_upn,
-            "UserType": self.user_type,
-            "CompletedAt": self.completed_at,
-            "Attempts": self.attempts,
-            "NextAttemptAt": self.next_attempt_at,
-            "AttemptMessageId": self.attempt_message_id,
-            "AttemptDeadline": self.attempt_deadline,
-            "RetrySince": self.retry_since,
-            "MessageToken": self.token,
-            "Error": json.dumps(error) if error else None,
-            "GraphRequestId": self.graph_request_id,
-            "SessionsValidFrom": self.sessions_valid_from,
-            "Verified": self.verified,
-            "Warnings": json.dumps(list(self.warnings)) if self.warnings else None,
-        }
-        return {key: value for key, value in entity.items() if value is not None}
-
-    @classmethod
-    def from_entity(cls, entity: dict[str, Any], etag: str | None = None) -> TaskRecord:
-        error = json.loads(entity["Error"]) if entity.get("Error") else None
-        return cls(
-            id=entity["PartitionKey"],
-            user=entity["User"],
-            status=TaskStatus(entity["Status"]),
-            created_at=_aware(entity["CreatedAt"]),
-            updated_at=_aware(entity["UpdatedAt"]),
-            description=entity.get("Description", ""),
-            source=entity.get("Source", "api"),
-            requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
-            correlation_id=entity.get("CorrelationId"),
-            alert_id=entity.get("AlertId"),
-            job_id=entity.get("JobId"),
-            callback_url=entity.get("CallbackUrl"),
-            callback=json.loads(entity["Callback"]) if entity.get("Callback") else None,
-            resolved_id=entity.get("ResolvedId"),
-            resolved_upn=entity.get("ResolvedUpn"),
-            user_type=entity.get("UserType"),
-            completed_at=_aware(entity.get("CompletedAt")),
-            attempts=int(entity.get("Attempts", 0)),
-            next_attempt_at=_aware(entity.get("NextAttemptAt")),
-            attempt_message_id=entity.get("AttemptMessageId"),
-            attempt_deadline=_aware(entity.get("AttemptDeadline")),
-            retry_since=_aware(entity.get("RetrySince")),
-            token=entity.get("MessageToken"),
-            error=TaskError(**{**error, "category": ErrorCategory(error["category"])}) if error else None,
-            graph_request_id=entity.get("GraphRequestId"),
-            sessions_valid_from=_aware(entity.get("SessionsValidFrom")),
-            verified=entity.get("Verified"),
-            warnings=tuple(json.loads(entity["Warnings"])) if entity.get("Warnings") else (),
-            etag=etag,
-        )
-
-
-def _aware(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value

@@ -17,7 +17,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.domain.problems import Problem
+from shared.domain.problems import ProblemError
 
 CREATE_ROLE = "SignOuts.Create"  # create sign-outs and bulk jobs, post alerts
 READ_ROLE = "SignOuts.Read"  # read tasks, the remediation log and jobs
@@ -57,7 +57,7 @@ def _first(claims: dict[str, list[str]], names: tuple[str, ...]) -> str | None:
 
 def parse_principal(header: str) -> Principal:
     if len(header) > MAX_HEADER_CHARS:
-        raise Problem(401, "Unauthorized", "the client principal is too large")
+        raise ProblemError(401, "Unauthorized", "the client principal is too large")
     try:
         data: Any = json.loads(base64.b64decode(header, validate=True))
         role_type = data.get("role_typ") or "roles"
@@ -65,7 +65,7 @@ def parse_principal(header: str) -> Principal:
         for claim in data.get("claims", []):
             claims.setdefault(str(claim["typ"]), []).append(str(claim["val"]))
     except (binascii.Error, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise Problem(401, "Unauthorized", "the client principal is unreadable") from exc
+        raise ProblemError(401, "Unauthorized", "the client principal is unreadable") from exc
     roles = frozenset(claims.get(role_type, []) + claims.get("roles", []))
     return Principal(_first(claims, _OBJECT_ID_CLAIMS), _first(claims, _APP_ID_CLAIMS), _first(claims, _NAME_CLAIMS), roles)
 
@@ -74,11 +74,11 @@ def authorize(req: func.HttpRequest, role: str) -> dict[str, str] | None:
     """The caller's identity for `requestedBy`; raises 401/403 Problems when it may not call."""
     header = req.headers.get(PRINCIPAL_HEADER)
     if header is not None and not easy_auth_enabled():
-        raise Problem(401, "Unauthorized", f"{PRINCIPAL_HEADER} is only accepted when App Service Authentication is enabled")
+        raise ProblemError(401, "Unauthorized", f"{PRINCIPAL_HEADER} is only accepted when App Service Authentication is enabled")
     principal = parse_principal(header) if header is not None else None
     if roles_required():
         if principal is None:
-            raise Problem(401, "Unauthorized", "sign in with Entra ID (App Service Authentication) to call this endpoint")
+            raise ProblemError(401, "Unauthorized", "sign in with Entra ID (App Service Authentication) to call this endpoint")
         if role not in principal.roles:
-            raise Problem(403, "Forbidden", f"this endpoint needs the app role {role}")
+            raise ProblemError(403, "Forbidden", f"this endpoint needs the app role {role}")
     return principal.as_requested_by() if principal else None

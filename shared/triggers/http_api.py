@@ -8,15 +8,15 @@ from pathlib import Path
 import azure.functions as func
 
 from shared.usecases import queries
-from shared.usecases.health import check_health
+from shared.triggers.health import check_health
 from shared.triggers.responses import absolute_url, endpoint, json_response
 from shared.domain.alerts import parse_alert
 from shared.usecases.intake import accept, accept_alert, idempotency_scope, idempotent
-from shared.usecases.bulk import Job, JobFinished, cancel_job, create_job, get_job, job_report
+from shared.usecases.bulk import Job, JobFinishedError, cancel_job, create_job, get_job, job_report
 from shared.domain.messages import is_task_id
 from shared.domain.tasks import TaskRecord
 from shared.triggers.auth import CREATE_ROLE, READ_ROLE, authorize
-from shared.domain.problems import Problem, field_error
+from shared.domain.problems import ProblemError, field_error
 from shared.runtime import runtime
 from shared.settings import get_settings
 from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request, require_json
@@ -108,10 +108,10 @@ async def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
 
 async def _existing_job(job_id: str) -> Job:
     if not is_task_id(job_id):
-        raise Problem(400, "Invalid job id", "a job id is a lowercase GUID", [field_error("/id", "is not a job id")])
+        raise ProblemError(400, "Invalid job id", "a job id is a lowercase GUID", [field_error("/id", "is not a job id")])
     job = await get_job(runtime(), job_id)
     if job is None:
-        raise Problem(404, "Job not found", f"no bulk sign-out job {job_id}")
+        raise ProblemError(404, "Job not found", f"no bulk sign-out job {job_id}")
     return job
 
 
@@ -133,8 +133,8 @@ async def cancel_job_request(req: func.HttpRequest) -> func.HttpResponse:
     job = await _existing_job(req.route_params.get("id", ""))
     try:
         job = await cancel_job(runtime(), job, requested_by)
-    except JobFinished:
-        raise Problem(409, "Job already finished", f"bulk job {job.id} has finished; there is nothing left to cancel") from None
+    except JobFinishedError:
+        raise ProblemError(409, "Job already finished", f"bulk job {job.id} has finished; there is nothing left to cancel") from None
     return await _job_response(req, job)
 
 
@@ -152,7 +152,7 @@ async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({**summary, "ignored": "caller not opted in", "reason": alert.ignored})
     if not alert.users:
         errors = [field_error("", f"{item['entity']}: {item['reason']}") for item in alert.unusable]
-        raise Problem(422, "No usable user in the alert", f"{alert.kind} alert {alert.alert_id} names no Entra ID user to sign out", errors)
+        raise ProblemError(422, "No usable user in the alert", f"{alert.kind} alert {alert.alert_id} names no Entra ID user to sign out", errors)
     tasks = await accept_alert(runtime(), alert, requested_by)
     body = {**summary, "tasks": [{**_summary(task), "statusUrl": status_url(req, task)} for task in tasks], "unusable": list(alert.unusable)}
     return json_response(body, 202)
@@ -187,5 +187,5 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
         return None
     key = key.strip()
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise Problem(400, "Invalid Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+        raise ProblemError(400, "Invalid Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
     return key

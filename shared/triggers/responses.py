@@ -12,8 +12,8 @@ from urllib.parse import urlencode, urlsplit
 import azure.functions as func
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from shared.usecases.intake import Busy, PartlyAccepted
-from shared.domain.problems import PROBLEM_CONTENT_TYPE, Problem
+from shared.usecases.intake import BusyError, PartlyAcceptedError
+from shared.domain.problems import PROBLEM_CONTENT_TYPE, ProblemError
 from shared.settings import SettingsError
 
 log = logging.getLogger("signout.http")
@@ -24,26 +24,26 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return func.HttpResponse(json.dumps(body), status_code=status, headers=headers, mimetype="application/json")
 
 
-def problem_response(problem: Problem, instance: str | None = None) -> func.HttpResponse:
+def problem_response(problem: ProblemError, instance: str | None = None) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(problem.body(instance)), status_code=problem.status, headers=problem.headers, mimetype=PROBLEM_CONTENT_TYPE
     )
 
 
-def _unavailable(exc: Exception) -> Problem | None:
+def _unavailable(exc: Exception) -> ProblemError | None:
     """Storage or a dependency is down: 503 so the caller retries. Per user, nothing is
     half-accepted; a request for several users lists which ones were accepted anyway."""
-    if isinstance(exc, PartlyAccepted):
+    if isinstance(exc, PartlyAcceptedError):
         errors = [{"pointer": "/users", "detail": f"{user}: not accepted (storage unavailable); retry"} for user in exc.failed_users]
-        problem = Problem(503, "Partly accepted", f"{len(exc.accepted)} accepted, {len(exc.failed_users)} not: retry the request (accepted users join their queued tasks)", errors, {"Retry-After": "5"})
+        problem = ProblemError(503, "Partly accepted", f"{len(exc.accepted)} accepted, {len(exc.failed_users)} not: retry the request (accepted users join their queued tasks)", errors, {"Retry-After": "5"})
         problem.extra = {"tasks": [{"id": task.id, "user": task.user, "status": task.status.value} for task in exc.accepted]}
         return problem
-    if isinstance(exc, Busy):
-        return Problem(503, "Busy", str(exc), headers={"Retry-After": "2"})
+    if isinstance(exc, BusyError):
+        return ProblemError(503, "Busy", str(exc), headers={"Retry-After": "2"})
     if isinstance(exc, HttpResponseError) and exc.status_code is not None and exc.status_code < 500:
         return None
     if isinstance(exc, AzureError):
-        return Problem(503, "Storage unavailable", "the request was not accepted; retry later", headers={"Retry-After": "5"})
+        return ProblemError(503, "Storage unavailable", "the request was not accepted; retry later", headers={"Retry-After": "5"})
     return None
 
 
@@ -55,18 +55,18 @@ def endpoint(handler: Handler) -> Handler:
         path = urlsplit(req.url).path
         try:
             return await handler(req)
-        except Problem as problem:
+        except ProblemError as problem:
             return problem_response(problem, path)
         except SettingsError as exc:  # nothing is accepted or run until it is fixed (fail closed)
             log.error("configuration error: %s", exc)
-            return problem_response(Problem(503, "Service misconfigured", f"{exc.public}; ask the administrator to fix it"), path)
+            return problem_response(ProblemError(503, "Service misconfigured", f"{exc.public}; ask the administrator to fix it"), path)
         except Exception as exc:
             unavailable = _unavailable(exc)
             if unavailable is not None:
                 log.warning("dependency unavailable on %s: %s", path, type(exc).__name__)
                 return problem_response(unavailable, path)
             log.exception("unexpected error on %s", path)
-            return problem_response(Problem(500, "Internal error", "an unexpected error occurred"), path)
+            return problem_response(ProblemError(500, "Internal error", "an unexpected error occurred"), path)
 
     return wrapper
 

@@ -1,5 +1,5 @@
-"""Logging policy and the one structured log line per task state change; never tokens, keys,
-URLs with secrets in them, or message bodies."""
+"""The one structured log line per task state change (the audit trail in Application Insights);
+never tokens, keys, URLs with secrets in them, or message bodies."""
 
 from __future__ import annotations
 
@@ -8,27 +8,6 @@ import logging
 from shared.domain.tasks import TaskRecord
 
 log = logging.getLogger("signout.task")
-
-# Loggers that write request URLs or token responses: Logic Apps callback URLs carry their `sig`
-# secret in the query, status URLs the function key. The Functions Python worker sets the root
-# logger to DEBUG and leaves filtering to host.json, so these are set here, for every path.
-QUIET_LOGGERS = (
-    "httpx",  # INFO "HTTP Request: POST <full URL>" for every request
-    "httpcore",  # DEBUG connection and request traces
-    "azure",  # the SDKs' per-request noise, azure-identity's token requests
-    "azure.core.pipeline.policies.http_logging_policy",  # INFO request URL and headers
-    "aiohttp",  # aiohttp.access, aiohttp.client, aiohttp.server, ... (azure-core's async transport)
-    "urllib3",  # DEBUG '"POST /path?query HTTP/1.1" 200'
-    "msal",  # DEBUG "IMDS emits unexpected payload: <response body>"
-)
-
-
-def apply_logging_policy() -> None:
-    """Quiet every logger that can print a URL or a token to WARNING; called once, when the app
-    is imported, before anything else runs (not as a side effect of building one client)."""
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
 
 def state_change(record: TaskRecord, note: str = "", graph_request_id: str | None = None) -> None:
     fields = {

@@ -13,26 +13,48 @@ workers. Tasks go to the bulk queue, apart from the alert-driven ones, and their
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
 
-from shared.domain.identifiers import parse_user
 from shared.domain.directory import GraphError, PageUser, UserPage
+from shared.domain.errors import ConcurrentUpdateError
+from shared.domain.identifiers import parse_user
+from shared.domain.jobs import Job
 from shared.domain.messages import JobPageMessage, TaskMessage, new_token, token_matches
+from shared.domain.retry import retry_delay
 from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
-from shared.runtime import Runtime
-from shared.adapters.tables.store import ConcurrentUpdate, time_key
+from shared.settings import Settings
+from shared.usecases.job_counts import JobCounts
+from shared.usecases.ports import CounterStore, Graph, JobStore, TaskIndex, TaskStore, WorkQueue
 
 log = logging.getLogger("signout.jobs")
 
-JOB_ROW = "job"
-JOBS_PARTITION = "jobs"  # index of jobs by creation time (retention)
+
+class BulkDeps(Protocol):
+    """The ports bulk jobs use."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def jobs(self) -> JobStore: ...
+    @property
+    def tasks(self) -> TaskStore: ...
+    @property
+    def index(self) -> TaskIndex: ...
+    @property
+    def queue(self) -> WorkQueue: ...
+    @property
+    def graph(self) -> Graph: ...
+    @property
+    def job_counts(self) -> JobCounts: ...
+    @property
+    def counters(self) -> CounterStore: ...
+
 OUTCOMES = ("succeeded", "failed", "skipped")
 # Task creation runs beside the workers in the same process: a few calls at a time keep its share
 # of the CPU small (bench.quota --users 2000, before the backlog limit: 4 in flight gave 0.92 of
@@ -40,77 +62,20 @@ OUTCOMES = ("succeeded", "failed", "skipped")
 _PARALLEL = 4
 
 
-@dataclass(frozen=True)
-class Job:
-    id: str
-    group_id: str | None  # None: every user of the tenant
-    description: str
-    correlation_id: str | None
-    requested_by: dict[str, str] | None
-    created_at: datetime
-    started_at: datetime | None = None  # its first page was read
-    pages_done: int = 0
-    discovered: int = 0
-    next_link: str | None = None
-    next_page_queued: bool = False
-    enumerated: bool = False
-    finished_at: datetime | None = None
-    error: str | None = None  # enumeration stopped for good (unknown group, missing permission)
-    cancelled_at: datetime | None = None
-    cancelled_by: dict[str, str] | None = None
-    page_failing_since: datetime | None = None  # the next page has failed since then (retry budget)
-    page_failures: int = 0
-    token: str | None = field(default=None, repr=False)  # carried by the job's own page messages
-    etag: str | None = None
-
-    @property
-    def counter_partition(self) -> str:
-        return f"jobcount-{self.id}"
-
-    def to_entity(self) -> dict[str, Any]:
-        entity = {
-            "PartitionKey": self.id, "RowKey": JOB_ROW, "GroupId": self.group_id, "Description": self.description,
-            "CorrelationId": self.correlation_id, "RequestedBy": json.dumps(self.requested_by) if self.requested_by else None,
-            "CreatedAt": self.created_at, "StartedAt": self.started_at, "PagesDone": self.pages_done, "Discovered": self.discovered, "NextLink": self.next_link,
-            "NextPageQueued": self.next_page_queued, "Enumerated": self.enumerated, "FinishedAt": self.finished_at,
-            "Error": self.error, "CancelledAt": self.cancelled_at,
-            "CancelledBy": json.dumps(self.cancelled_by) if self.cancelled_by else None,
-            "PageFailingSince": self.page_failing_since, "PageFailures": self.page_failures or None, "MessageToken": self.token,
-        }  # fmt: skip
-        return {key: value for key, value in entity.items() if value is not None}
-
-    @classmethod
-    def from_entity(cls, entity: dict[str, Any], etag: str) -> Job:
-        return cls(
-            id=entity["PartitionKey"], group_id=entity.get("GroupId"), description=entity.get("Description", ""),
-            correlation_id=entity.get("CorrelationId"), requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
-            created_at=entity["CreatedAt"], started_at=entity.get("StartedAt"), pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
-            next_link=entity.get("NextLink"), next_page_queued=entity.get("NextPageQueued", False),
-            enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), error=entity.get("Error"),
-            cancelled_at=entity.get("CancelledAt"), cancelled_by=json.loads(entity["CancelledBy"]) if entity.get("CancelledBy") else None,
-            page_failing_since=entity.get("PageFailingSince"), page_failures=entity.get("PageFailures", 0), token=entity.get("MessageToken"), etag=etag,
-        )  # fmt: skip
-
-    def task_id(self, user_id: str) -> str:
-        return str(uuid.uuid5(uuid.UUID(self.id), user_id.lower()))
-
-
-async def create_job(rt: Runtime, group_id: str | None, description: str, correlation_id: str | None,
+async def create_job(rt: BulkDeps, group_id: str | None, description: str, correlation_id: str | None,
                      requested_by: dict[str, str] | None) -> Job:  # fmt: skip
     job = Job(str(uuid.uuid4()), group_id, description, correlation_id, requested_by, utcnow(), token=new_token())
-    job = replace(job, etag=await rt.store.create_entity(job.to_entity()))
-    await rt.store.upsert_row({"PartitionKey": JOBS_PARTITION, "RowKey": f"{time_key(job.created_at)}-{job.id}", "JobId": job.id})
+    job = await rt.jobs.create(job)
     await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, 1, job.token).to_text())
     log.info("job %s created: target=%s", job.id, f"group {group_id}" if group_id else "all users")
     return job
 
 
-async def get_job(rt: Runtime, job_id: str) -> Job | None:
-    found = await rt.store.get_row(job_id, JOB_ROW)
-    return Job.from_entity(*found) if found else None
+async def get_job(rt: BulkDeps, job_id: str) -> Job | None:
+    return await rt.jobs.get(job_id)
 
 
-async def process_page(rt: Runtime, message: JobPageMessage) -> None:
+async def process_page(rt: BulkDeps, message: JobPageMessage) -> None:
     """Record the page on the job, create its tasks, then queue the next page, which is read once
     the bulk queue's backlog allows (without a backlog limit the next page is queued first and
     enumeration runs ahead of its tasks). A redelivered page reads its users again from the link
@@ -140,7 +105,7 @@ async def process_page(rt: Runtime, message: JobPageMessage) -> None:
         await _queue_next_page(rt, job)  # after this page's tasks, so that its backlog check sees them
 
 
-async def _page_wanted(rt: Runtime, job: Job, message: JobPageMessage) -> bool:
+async def _page_wanted(rt: BulkDeps, job: Job, message: JobPageMessage) -> bool:
     if job.error:
         log.warning("job %s stopped (%s); page %d dropped", job.id, job.error, message.page)
         return False
@@ -159,33 +124,28 @@ async def _page_wanted(rt: Runtime, job: Job, message: JobPageMessage) -> bool:
 _MISSING = "missing"  # no link was stored for a page that needs one
 
 
-async def _page_link(rt: Runtime, job: Job, page: int) -> str | None:
+async def _page_link(rt: BulkDeps, job: Job, page: int) -> str | None:
     """The link that reads `page`: None for the first page (built from the job's target), the
     job's next link for the page after the last recorded one, else the link stored for it."""
     if page == 1:
         return None
     if page == job.pages_done + 1:
         return job.next_link or _MISSING
-    found = await rt.store.get_row(job.id, _page_row(page))
-    return str(found[0]["Link"]) if found else _MISSING
+    return await rt.jobs.page_link(job.id, page) or _MISSING
 
 
-def _page_row(page: int) -> str:
-    return f"page-{page:06d}"
-
-
-async def _record_page(rt: Runtime, job: Job, number: int, link: str | None, page: UserPage) -> Job:
+async def _record_page(rt: BulkDeps, job: Job, number: int, link: str | None, page: UserPage) -> Job:
     if link is not None:  # first, so that a redelivery of this page finds its link
-        await rt.store.upsert_row({"PartitionKey": job.id, "RowKey": _page_row(number), "Link": link})
+        await rt.jobs.save_page_link(job.id, number, link)
     job = replace(job, pages_done=number, next_link=page.next_link, next_page_queued=False, started_at=job.started_at or utcnow(),
                   enumerated=page.next_link is None, discovered=job.discovered + len(set(page.users)),
                   page_failing_since=None, page_failures=0)  # fmt: skip
-    job = replace(job, etag=await rt.store.replace_row(job.to_entity(), job.etag or ""))
+    job = await rt.jobs.replace(job)
     log.info("job %s: page %d, %d users (%d so far)", job.id, number, len(page.users), job.discovered)
     return job
 
 
-async def _page_failed(rt: Runtime, job: Job, message: JobPageMessage, failure: GraphError) -> None:
+async def _page_failed(rt: BulkDeps, job: Job, message: JobPageMessage, failure: GraphError) -> None:
     """A transient failure reads the page again later (Retry-After, else backoff) until the
     retry budget is spent; anything else stops the job with the reason."""
     if not failure.transient:
@@ -196,16 +156,14 @@ async def _page_failed(rt: Runtime, job: Job, message: JobPageMessage, failure: 
     if utcnow() - since >= rt.settings.retry_budget:
         await _stop(rt, job, f"Graph kept failing for the retry budget ({rt.settings.retry_budget_minutes:g} minutes): {failure.message}")
         return
-    from shared.usecases.process_task import retry_delay  # noqa: PLC0415 - the retry policy lives with the task's
-
     delay = retry_delay(failure.retry_after, job.page_failures + 1, rt.settings.retry_base_seconds)
-    with suppress(ConcurrentUpdate):  # a concurrent copy recorded it: its own count is as good
-        await rt.store.replace_row(replace(job, page_failing_since=since, page_failures=job.page_failures + 1).to_entity(), job.etag or "")
+    with suppress(ConcurrentUpdateError):  # a concurrent copy recorded it: its own count is as good
+        await rt.jobs.replace(replace(job, page_failing_since=since, page_failures=job.page_failures + 1))
     log.warning("job %s: page %d failed (%s); read again in %.0f s", job.id, message.page, failure.code, delay)
     await rt.queue.put(rt.settings.bulk_page_queue, message.to_text(), delay)
 
 
-async def _backlog_wait(rt: Runtime) -> float:
+async def _backlog_wait(rt: BulkDeps) -> float:
     """Seconds until the next page is worth reading: 0 while the bulk queue holds fewer than
     BULK_BACKLOG_PAGES pages of messages (every job's tasks, waiting, deferred or running). So
     enumeration keeps just ahead of the paced workers: queues stay short, a cancel leaves little
@@ -220,7 +178,7 @@ async def _backlog_wait(rt: Runtime) -> float:
     return min(60.0, max(1.0, (waiting - limit + 1) / rt.settings.graph_writes_per_second))
 
 
-async def page_poisoned(rt: Runtime, message: JobPageMessage) -> None:
+async def page_poisoned(rt: BulkDeps, message: JobPageMessage) -> None:
     """A page whose message failed every delivery (storage down, a bug): read again later while
     the retry budget lasts, then the job stops there, and says so. A message this service did not
     write changes nothing."""
@@ -231,26 +189,26 @@ async def page_poisoned(rt: Runtime, message: JobPageMessage) -> None:
     await _page_failed(rt, job, message, poisoned)
 
 
-async def _stop(rt: Runtime, job: Job, reason: str) -> None:
+async def _stop(rt: BulkDeps, job: Job, reason: str) -> None:
     """Enumeration stopped for good: the job is failed; tasks already queued still run."""
     error = f"enumeration stopped at page {job.pages_done + 1}: {reason}"
     log.error("job %s: %s", job.id, error)
-    with suppress(ConcurrentUpdate):
-        await rt.store.replace_row(replace(job, error=error, finished_at=utcnow()).to_entity(), job.etag or "")
+    with suppress(ConcurrentUpdateError):
+        await rt.jobs.replace(replace(job, error=error, finished_at=utcnow()))
 
 
-async def _queue_next_page(rt: Runtime, job: Job) -> Job:
+async def _queue_next_page(rt: BulkDeps, job: Job) -> Job:
     if job.enumerated or job.next_page_queued:
         return job
     await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, job.pages_done + 1, job.token).to_text())
     queued = replace(job, next_page_queued=True)
     try:
-        return replace(queued, etag=await rt.store.replace_row(queued.to_entity(), job.etag or ""))
-    except ConcurrentUpdate:  # a concurrent copy of this page recorded it
+        return await rt.jobs.replace(queued)
+    except ConcurrentUpdateError:  # a concurrent copy of this page recorded it
         return queued
 
 
-async def _create_tasks(rt: Runtime, job: Job, users: list[PageUser]) -> None:
+async def _create_tasks(rt: BulkDeps, job: Job, users: list[PageUser]) -> None:
     now = utcnow()
     records = [
         TaskRecord(id=job.task_id(user.id), user=user.id, status=TaskStatus.QUEUED, created_at=now, updated_at=now,
@@ -264,78 +222,85 @@ async def _create_tasks(rt: Runtime, job: Job, users: list[PageUser]) -> None:
     async def one(record: TaskRecord) -> TaskRecord:
         async with limit:
             user = parse_user(record.user)
-            stored, created = await rt.store.create_bulk_task(record, user)
+            stored, created = await rt.tasks.create_bulk_task(record, user)
             if created or (stored.status is TaskStatus.QUEUED and not stored.attempts):  # never started
                 await rt.queue.put(rt.settings.bulk_queue, TaskMessage(record.id, user, stored.token).to_text())
             return stored
 
     stored = await asyncio.gather(*(one(record) for record in records))
-    await rt.store.add_log_rows(list(stored))  # keyed by each record's own creation time: upserts
+    await rt.index.add_log_rows(list(stored))  # keyed by each record's own creation time: upserts
 
 
-class JobFinished(Exception):
+class JobFinishedError(Exception):
     """The job has finished: there is nothing left to cancel."""
 
 
-async def cancel_job(rt: Runtime, job: Job, cancelled_by: dict[str, str] | None) -> Job:
+async def cancel_job(rt: BulkDeps, job: Job, cancelled_by: dict[str, str] | None) -> Job:
     """Stop the job: no further page is read, and its tasks that have not started are skipped
     when their message comes (within CANCEL_CHECK_SECONDS); running ones finish. Idempotent."""
     for _ in range(10):
         if job.cancelled_at:
             return job
         if job.error or job.finished_at or (await job_report(rt, job))[1]:
-            raise JobFinished(job.id)
+            raise JobFinishedError(job.id)
         cancelled = replace(job, cancelled_at=utcnow(), cancelled_by=cancelled_by)
         try:
-            return replace(cancelled, etag=await rt.store.replace_row(cancelled.to_entity(), job.etag or ""))
-        except ConcurrentUpdate:  # a page was recorded meanwhile: look again
+            return await rt.jobs.replace(cancelled)
+        except ConcurrentUpdateError:  # a page was recorded meanwhile: look again
             job = await get_job(rt, job.id) or job
-    raise ConcurrentUpdate(job.id)
+    raise ConcurrentUpdateError(job.id)
 
 
 CANCEL_CHECK_SECONDS = 5.0
-_cancel_checks: dict[str, tuple[float, bool]] = {}  # job id -> (monotonic time read, cancelled)
+MAX_JOBS_REMEMBERED = 1000
 
 
-async def job_cancelled(rt: Runtime, job_id: str) -> bool:
-    """Whether the job was cancelled; read at most every CANCEL_CHECK_SECONDS per process, so
-    that 100,000 tasks do not read their job 100,000 times. A cancel is never undone."""
-    now = time.monotonic()
-    checked = _cancel_checks.get(job_id)
-    if checked and (checked[1] or now - checked[0] < CANCEL_CHECK_SECONDS):
-        return checked[1]
-    job = await get_job(rt, job_id)
-    if len(_cancel_checks) > 1000:
-        _cancel_checks.clear()
-    _cancel_checks[job_id] = (now, bool(job and job.cancelled_at))
-    return _cancel_checks[job_id][1]
+class CancelChecks:
+    """Whether a job was cancelled, read at most every CANCEL_CHECK_SECONDS per process, so that
+    100,000 tasks do not read their job 100,000 times. A cancel is never undone. One per process,
+    owned by the composition root."""
+
+    def __init__(self, jobs: JobStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self._jobs = jobs
+        self._clock = clock
+        self._checked: dict[str, tuple[float, bool]] = {}  # job id -> (time read, cancelled)
+
+    async def cancelled(self, job_id: str) -> bool:
+        now = self._clock()
+        checked = self._checked.get(job_id)
+        if checked and (checked[1] or now - checked[0] < CANCEL_CHECK_SECONDS):
+            return checked[1]
+        job = await self._jobs.get(job_id)
+        if len(self._checked) > MAX_JOBS_REMEMBERED:
+            self._checked.clear()
+        self._checked[job_id] = (now, bool(job and job.cancelled_at))
+        return self._checked[job_id][1]
 
 
-async def count_task(rt: Runtime, record: TaskRecord) -> None:
+async def count_task(rt: BulkDeps, record: TaskRecord) -> None:
     """Count a bulk task's start and its outcome on its job, exactly once each."""
     if record.job_id is None:
         return
-    partition = f"jobcount-{record.job_id}"
     if record.status is TaskStatus.IN_PROGRESS:
-        await rt.counts.add(partition, f"start-{record.id}", "started")
+        await rt.job_counts.add(record.job_id, f"start-{record.id}", "started")
     elif record.status.is_terminal:
-        done = rt.counts.add(partition, f"done-{record.id}", record.status.value)
+        done = rt.job_counts.add(record.job_id, f"done-{record.id}", record.status.value)
         if record.attempts == 0:  # finished without starting (cancelled, poisoned): it left the queue too
-            await asyncio.gather(rt.counts.add(partition, f"start-{record.id}", "started"), done)
+            await asyncio.gather(rt.job_counts.add(record.job_id, f"start-{record.id}", "started"), done)
         else:
             await done
 
 
-async def job_report(rt: Runtime, job: Job) -> tuple[dict[str, Any], bool]:
+async def job_report(rt: BulkDeps, job: Job) -> tuple[dict[str, Any], bool]:
     """The job as the API shows it, and whether it has finished."""
-    counts = await rt.store.sum_counts(job.counter_partition)
+    counts = await rt.counters.totals(job.id)
     done = sum(counts.get(outcome, 0) for outcome in OUTCOMES)
     started = max(counts.get("started", 0), done)
     finished = bool(job.error) or ((job.enumerated or bool(job.cancelled_at)) and done >= job.discovered)
     if finished and job.finished_at is None:
         job = replace(job, finished_at=utcnow())
-        with suppress(ConcurrentUpdate):  # a concurrent poll recorded it first
-            await rt.store.replace_row(job.to_entity(), job.etag or "")
+        with suppress(ConcurrentUpdateError):  # a concurrent poll recorded it first
+            await rt.jobs.replace(job)
     report = {
         "id": job.id,
         "target": {"group": job.group_id} if job.group_id else {"allUsers": True},

@@ -10,20 +10,31 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
-
-from shared.domain.callback_urls import TIMEOUT
 from shared.domain.messages import CallbackMessage, token_matches
 from shared.domain.tasks import TaskRecord, utcnow
-from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.usecases.ports import CallbackSender, TaskStore, WorkQueue
 
 log = logging.getLogger("signout.callbacks")
 
 ATTEMPTS = 4
 BACKOFF_SECONDS = (1.0, 2.0, 4.0)  # before the 2nd, 3rd and 4th try
 MAX_JOINED = 1000  # joined requests whose callbacks are delivered (the count's own bound)
+
+
+class CallbackDeps(Protocol):
+    """The ports callback delivery uses."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def tasks(self) -> TaskStore: ...
+    @property
+    def queue(self) -> WorkQueue: ...
+    @property
+    def callbacks(self) -> CallbackSender: ...
 
 
 @dataclass(frozen=True)
@@ -38,28 +49,28 @@ def _final(state: dict[str, Any]) -> bool:
     return state.get("state") in ("delivered", "failed")
 
 
-async def _targets(rt: Runtime, record: TaskRecord) -> list[Target]:
+async def _targets(rt: CallbackDeps, record: TaskRecord) -> list[Target]:
     targets = [Target(record.callback_url, record.callback or {})] if record.callback_url else []
-    joins, _ = await rt.store.joins(record.id, MAX_JOINED)
+    joins, _ = await rt.tasks.joins(record.id, MAX_JOINED)
     for row, joined in joins:
         if joined.get("callbackUrl"):
             targets.append(Target(joined["callbackUrl"], joined.get("callback") or {}, row, joined))
     return [target for target in targets if not _final(target.state)]
 
 
-async def callbacks_pending(rt: Runtime, record: TaskRecord) -> bool:
+async def callbacks_pending(rt: CallbackDeps, record: TaskRecord) -> bool:
     return bool(await _targets(rt, record))
 
 
-async def deliver_callbacks(rt: Runtime, message: CallbackMessage) -> None:
-    record = await rt.store.get(message.task_id)
+async def deliver_callbacks(rt: CallbackDeps, message: CallbackMessage) -> None:
+    record = await rt.tasks.get(message.task_id)
     if record is None or not record.status.is_terminal or not token_matches(record.token, message.token):
         log.error("dropped callback message for task %s: no finished task with that token", message.task_id)
         return
     body = record.to_api()
     retry_after = 0.0
     for target in await _targets(rt, record):
-        state = await _post_once(rt.http, target.url, body, target.state)
+        state = await _post_once(rt.callbacks, target.url, body, target.state)
         record = await _record(rt, record, target, state)
         if state["state"] == "pending":
             retry_after = max(retry_after, BACKOFF_SECONDS[min(state["attempts"], len(BACKOFF_SECONDS)) - 1])
@@ -68,23 +79,16 @@ async def deliver_callbacks(rt: Runtime, message: CallbackMessage) -> None:
         await rt.queue.put(rt.settings.signout_queue, message.to_text(), retry_after)
 
 
-async def _post_once(client: httpx.AsyncClient, url: str, body: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+async def _post_once(sender: CallbackSender, url: str, body: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
     attempts = int(previous.get("attempts", 0)) + 1
-    try:
-        response = await client.post(url, json=body, timeout=TIMEOUT, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        last, retriable = type(exc).__name__, True
-    except (httpx.InvalidURL, ValueError) as exc:  # stored before intake checked URLs with httpx's parser
-        last, retriable = type(exc).__name__, False
-    else:
-        if response.is_success:
-            return {"state": "delivered", "attempts": attempts, "httpStatus": response.status_code}
-        last, retriable = f"HTTP {response.status_code}", response.status_code in (408, 429) or response.status_code >= 500
-    return {"state": "pending" if retriable and attempts < ATTEMPTS else "failed", "attempts": attempts, "lastError": last}
+    delivered, retriable, error, status = await sender.post(url, body)
+    if delivered:
+        return {"state": "delivered", "attempts": attempts, "httpStatus": status}
+    return {"state": "pending" if retriable and attempts < ATTEMPTS else "failed", "attempts": attempts, "lastError": error}
 
 
-async def _record(rt: Runtime, record: TaskRecord, target: Target, state: dict[str, Any]) -> TaskRecord:
+async def _record(rt: CallbackDeps, record: TaskRecord, target: Target, state: dict[str, Any]) -> TaskRecord:
     if target.join_row is None:
-        return await rt.store.save(record, replace(record, callback=state, updated_at=utcnow()))
-    await rt.store.save_join(record.id, target.join_row, {**(target.joined or {}), "callback": state})
+        return await rt.tasks.save(record, replace(record, callback=state, updated_at=utcnow()))
+    await rt.tasks.save_join(record.id, target.join_row, {**(target.joined or {}), "callback": state})
     return record

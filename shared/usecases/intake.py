@@ -20,17 +20,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from shared.domain.alerts import AlertUsers
 from shared.domain.identifiers import UserRef
 from shared.domain.messages import CallbackMessage, TaskMessage, new_token
 from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
-from shared.domain.problems import Problem
-from shared.runtime import Runtime
+from shared.domain.problems import ProblemError
+from shared.settings import Settings
+from shared.usecases.ports import IdempotencyStore, Pending, PendingStore, TaskIndex, TaskStore, WorkQueue
 from shared.domain.requests import MAX_DESCRIPTION, SignoutRequest
 from shared.usecases.audit_log import state_change
-from shared.adapters.tables.store import Pending, correlation_partition
 
 log = logging.getLogger("signout.intake")
 T = TypeVar("T")
@@ -42,6 +42,23 @@ QUEUED_STALE = timedelta(minutes=5)  # a first attempt not started by then lost 
 _PARALLEL_USERS = 32
 ANONYMOUS_SCOPE = "anonymous-key"  # callers known only by a function key share one scope
 SWEEP_AFTER_ACCEPT = ACCEPT_WINDOW + timedelta(seconds=60)  # the message has surely surfaced by then
+
+
+class IntakeDeps(Protocol):
+    """The ports intake uses."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def tasks(self) -> TaskStore: ...
+    @property
+    def index(self) -> TaskIndex: ...
+    @property
+    def pending(self) -> PendingStore: ...
+    @property
+    def idempotency(self) -> IdempotencyStore: ...
+    @property
+    def queue(self) -> WorkQueue: ...
 
 
 def idempotency_scope(endpoint: str, requested_by: dict[str, str] | None, key: str) -> str:
@@ -57,7 +74,7 @@ class Accepted:
     replayed: bool = False
 
 
-class PartlyAccepted(Exception):
+class PartlyAcceptedError(Exception):
     """Storage failed for some users: their sign-outs were not accepted; the others were."""
 
     def __init__(self, accepted: list[TaskRecord], failed_users: list[str]) -> None:
@@ -66,17 +83,17 @@ class PartlyAccepted(Exception):
         self.failed_users = failed_users
 
 
-class Busy(Exception):
+class BusyError(Exception):
     """Another request is accepting the same thing right now; the caller should retry."""
 
 
-async def accept(rt: Runtime, request: SignoutRequest, idempotency_key: str | None, requested_by: dict[str, str] | None) -> Accepted:
+async def accept(rt: IntakeDeps, request: SignoutRequest, idempotency_key: str | None, requested_by: dict[str, str] | None) -> Accepted:
     if idempotency_key is None:
         return Accepted(await _accept_all(rt, request, requested_by))
     return await _accept_once(rt, request, idempotency_scope("signouts", requested_by, idempotency_key), requested_by)
 
 
-async def accept_alert(rt: Runtime, alert: AlertUsers, requested_by: dict[str, str] | None) -> list[TaskRecord]:
+async def accept_alert(rt: IntakeDeps, alert: AlertUsers, requested_by: dict[str, str] | None) -> list[TaskRecord]:
     """One task per alerted user, idempotent on alert id + user: an action group's retry, or a
     Sentinel incident updated with more entities, never revokes the same user twice for it."""
 
@@ -90,7 +107,7 @@ async def accept_alert(rt: Runtime, alert: AlertUsers, requested_by: dict[str, s
 
 
 async def _accept_once(
-    rt: Runtime, request: SignoutRequest, key: str, requested_by: dict[str, str] | None, fingerprint: str | None = None
+    rt: IntakeDeps, request: SignoutRequest, key: str, requested_by: dict[str, str] | None, fingerprint: str | None = None
 ) -> Accepted:
     async def run() -> tuple[list[str], list[TaskRecord]]:
         tasks = await _accept_all(rt, request, requested_by)
@@ -98,36 +115,36 @@ async def _accept_once(
 
     ids, tasks = await idempotent(rt, key, fingerprint or request.fingerprint(), run)
     if tasks is None:
-        return Accepted(await rt.store.get_many(ids), replayed=True)
+        return Accepted(await rt.tasks.get_many(ids), replayed=True)
     return Accepted(tasks)
 
 
-async def idempotent(rt: Runtime, key: str, fingerprint: str, run: Callable[[], Awaitable[tuple[list[str], T]]]) -> tuple[list[str], T | None]:
+async def idempotent(rt: IntakeDeps, key: str, fingerprint: str, run: Callable[[], Awaitable[tuple[list[str], T]]]) -> tuple[list[str], T | None]:
     """Run `run` once per key within 24 hours. Returns the ids it produced, and its result when it
     ran now (None when this is a replay of an earlier request with the same key and body)."""
-    entry = await rt.store.idempotency(key)
+    entry = await rt.idempotency.get(key)
     if entry and utcnow() - entry.created_at < IDEMPOTENCY_TTL:
         if entry.body_hash != fingerprint:
-            raise Problem(422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request body in the last 24 hours")
+            raise ProblemError(422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request body in the last 24 hours")
         if entry.completed:
             return list(entry.task_ids), None
         if utcnow() - entry.created_at < ACCEPT_WINDOW:
-            raise Problem(409, "Request in progress", "a request with this Idempotency-Key is still being accepted", headers={"Retry-After": "1"})
-    claim = await rt.store.claim_idempotency(key, fingerprint, entry)
+            raise ProblemError(409, "Request in progress", "a request with this Idempotency-Key is still being accepted", headers={"Retry-After": "1"})
+    claim = await rt.idempotency.claim(key, fingerprint, entry)
     if claim is None:
-        raise Problem(409, "Request in progress", "a request with this Idempotency-Key is being accepted", headers={"Retry-After": "1"})
+        raise ProblemError(409, "Request in progress", "a request with this Idempotency-Key is being accepted", headers={"Retry-After": "1"})
     try:
         ids, result = await run()
     except BaseException:
-        await _quietly(rt.store.release_idempotency(key, claim), "release idempotency key")
+        await _quietly(rt.idempotency.release(key, claim), "release idempotency key")
         raise
     # The tasks exist: a key that could not be completed (taken over after ACCEPT_WINDOW) must
     # not turn this accepted request into an error.
-    await _quietly(rt.store.complete_idempotency(key, claim, ids), "complete idempotency key")
+    await _quietly(rt.idempotency.complete(key, claim, ids), "complete idempotency key")
     return ids, result
 
 
-async def _accept_all(rt: Runtime, request: SignoutRequest, requested_by: dict[str, str] | None) -> list[TaskRecord]:
+async def _accept_all(rt: IntakeDeps, request: SignoutRequest, requested_by: dict[str, str] | None) -> list[TaskRecord]:
     limit = asyncio.Semaphore(_PARALLEL_USERS)
 
     async def one(user: UserRef) -> TaskRecord:
@@ -140,25 +157,25 @@ async def _accept_all(rt: Runtime, request: SignoutRequest, requested_by: dict[s
         accepted = [outcome for outcome in outcomes if isinstance(outcome, TaskRecord)]
         if not accepted:
             raise failed[0][1]
-        raise PartlyAccepted(accepted, [user.value for user, _ in failed]) from failed[0][1]
+        raise PartlyAcceptedError(accepted, [user.value for user, _ in failed]) from failed[0][1]
     return [outcome for outcome in outcomes if isinstance(outcome, TaskRecord)]
 
 
-async def accept_user(rt: Runtime, user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+async def accept_user(rt: IntakeDeps, user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
     previous: Pending | None = None  # most users have no pending slot yet: try to create it first
     for _ in range(5):
         record = _new_record(user, request, requested_by)
-        if await rt.store.claim_pending(user, record, previous):
+        if await rt.pending.claim(user, record, previous):
             return await _create(rt, user, record)
-        previous = await rt.store.pending(user)
+        previous = await rt.pending.get(user)
         if previous is not None:
             covering = await _covering_task(rt, previous)
             if covering is not None:
                 return await _join(rt, covering, request, requested_by)
-    raise Busy(f"could not accept a sign-out for {user.value}: too many concurrent requests")
+    raise BusyError(f"could not accept a sign-out for {user.value}: too many concurrent requests")
 
 
-async def _join(rt: Runtime, task: TaskRecord, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+async def _join(rt: IntakeDeps, task: TaskRecord, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
     """Record the request on the task it joins; its callback is delivered when the task ends."""
     joined = {
         "requestedBy": requested_by,
@@ -169,12 +186,12 @@ async def _join(rt: Runtime, task: TaskRecord, request: SignoutRequest, requeste
         "callbackUrl": request.callback_url,
         "joinedAt": iso(utcnow()),
     }
-    await rt.store.add_join(task.id, {key: value for key, value in joined.items() if value})
+    await rt.tasks.add_join(task.id, {key: value for key, value in joined.items() if value})
     if request.correlation_id:
-        await rt.store.add_index_row(correlation_partition(request.correlation_id), task)
+        await rt.index.add_correlation(request.correlation_id, task)
     state_change(task, "a new request joined this task: its revocation is still to come")
     if request.callback_url:  # the task may have ended meanwhile, its callbacks already sent
-        latest = await rt.store.get(task.id)
+        latest = await rt.tasks.get(task.id)
         if latest is not None and latest.status.is_terminal:
             await rt.queue.put(rt.settings.signout_queue, CallbackMessage(task.id, task.token).to_text())
     return task
@@ -198,7 +215,7 @@ def _new_record(user: UserRef, request: SignoutRequest, requested_by: dict[str, 
     )
 
 
-async def _covering_task(rt: Runtime, pending: Pending) -> TaskRecord | None:
+async def _covering_task(rt: IntakeDeps, pending: Pending) -> TaskRecord | None:
     """The user's pending task if its revocation is still to come, so it covers this request.
 
     The worker deletes the pending slot right before it calls revokeSignInSessions: a slot we
@@ -207,7 +224,7 @@ async def _covering_task(rt: Runtime, pending: Pending) -> TaskRecord | None:
     waits for redelivery; a new task is quicker.
     """
     for _ in range(20):
-        record = await rt.store.get(pending.task_id)
+        record = await rt.tasks.get(pending.task_id)
         if record is not None:
             age = utcnow() - record.updated_at
             waiting = record.status is TaskStatus.QUEUED and (record.attempts > 0 or age < QUEUED_STALE)
@@ -216,19 +233,19 @@ async def _covering_task(rt: Runtime, pending: Pending) -> TaskRecord | None:
         if utcnow() - pending.claimed_at > ACCEPT_WINDOW:
             return None  # its request failed before writing the record
         await asyncio.sleep(0.1)  # being accepted by a concurrent request right now
-    raise Busy("a sign-out for this user is being accepted by another request")
+    raise BusyError("a sign-out for this user is being accepted by another request")
 
 
-async def _create(rt: Runtime, user: UserRef, record: TaskRecord) -> TaskRecord:
+async def _create(rt: IntakeDeps, user: UserRef, record: TaskRecord) -> TaskRecord:
     message = TaskMessage(record.id, user, record.token).to_text()
     try:
         receipt = await rt.queue.put(rt.settings.signout_queue, message, ACCEPT_WINDOW.total_seconds())
-        await rt.store.mark_active(record.id, utcnow() + SWEEP_AFTER_ACCEPT)
+        await rt.index.mark_active(record.id, utcnow() + SWEEP_AFTER_ACCEPT)
     except BaseException:
-        await _quietly(rt.store.release_pending(user, record.id), "free the pending slot")
+        await _quietly(rt.pending.release(user, record.id), "free the pending slot")
         raise
     try:
-        record = await rt.store.create(record)
+        record = await rt.tasks.create(record)
     except BaseException:
         # The record may have been written before the failure (its log row failed, or the
         # answer was lost). Then the task exists and must run; otherwise nothing may remain.
@@ -236,22 +253,22 @@ async def _create(rt: Runtime, user: UserRef, record: TaskRecord) -> TaskRecord:
         written = await _written(rt, record.id)
         if written is False:
             await _quietly(rt.queue.withdraw(receipt), "withdraw message of unwritten task")
-            await _quietly(rt.store.clear_active(record.id), "clear the active row of an unwritten task")
-            await _quietly(rt.store.release_pending(user, record.id), "free the pending slot")
+            await _quietly(rt.index.clear_active(record.id), "clear the active row of an unwritten task")
+            await _quietly(rt.pending.release(user, record.id), "free the pending slot")
         if not written:
             raise
-        await _quietly(rt.store.add_log_rows([record]), "write the remediation-log row")
+        await _quietly(rt.index.add_log_rows([record]), "write the remediation-log row")
     # Released now; if this fails the message still surfaces when ACCEPT_WINDOW ends.
     await _quietly(rt.queue.release(receipt), "release message")
     state_change(record)
     return record
 
 
-async def _written(rt: Runtime, task_id: str) -> bool | None:
+async def _written(rt: IntakeDeps, task_id: str) -> bool | None:
     """Whether the task record exists; None when storage cannot say (the hidden message then
     surfaces after ACCEPT_WINDOW and the worker runs it if, and only if, the record exists)."""
     try:
-        return await rt.store.get(task_id) is not None
+        return await rt.tasks.get(task_id) is not None
     except Exception:
         return None
 

@@ -14,7 +14,8 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from shared.adapters.tables.store import AlreadyCounted, ConcurrentUpdate, StatusStore
+from shared.domain.errors import AlreadyCountedError, ConcurrentUpdateError
+from shared.usecases.ports import CounterStore
 
 SHARDS = 16
 MAX_MARKERS_PER_COMMIT = 99  # a transaction holds 100 operations: the markers and one shard
@@ -22,7 +23,7 @@ MAX_MARKERS_PER_COMMIT = 99  # a transaction holds 100 operations: the markers a
 
 @dataclass
 class _Count:
-    partition: str
+    job_id: str
     marker: str
     field_name: str
     done: asyncio.Future[None]
@@ -30,17 +31,17 @@ class _Count:
 
 @dataclass
 class JobCounts:
-    store: StatusStore
-    _waiting: dict[tuple[str, str], _Count] = field(default_factory=dict)  # (partition, marker)
+    counters: CounterStore
+    _waiting: dict[tuple[str, str], _Count] = field(default_factory=dict)  # (job_id, marker)
     _committing: asyncio.Task[None] | None = None
 
-    async def add(self, partition: str, marker: str, field_name: str) -> None:
+    async def add(self, job_id: str, marker: str, field_name: str) -> None:
         """Count `field_name` once for `marker`; returns when committed. Two copies of one message
         counting at once share one count."""
-        count = self._waiting.get((partition, marker))
+        count = self._waiting.get((job_id, marker))
         if count is None:
-            count = _Count(partition, marker, field_name, asyncio.get_running_loop().create_future())
-            self._waiting[(partition, marker)] = count
+            count = _Count(job_id, marker, field_name, asyncio.get_running_loop().create_future())
+            self._waiting[(job_id, marker)] = count
         if self._committing is None:
             self._committing = asyncio.create_task(self._commit_waiting())
         await asyncio.shield(count.done)  # a cancelled caller does not cancel the others' commit
@@ -56,8 +57,8 @@ class JobCounts:
     async def _commit(self, group: list[_Count]) -> None:
         markers = {count.marker: count.field_name for count in group}
         try:
-            await self.store.add_counts(group[0].partition, markers, SHARDS)
-        except AlreadyCounted:  # a redelivery among them: count each on its own
+            await self.counters.add(group[0].job_id, markers, SHARDS)
+        except AlreadyCountedError:  # a redelivery among them: count each on its own
             await asyncio.gather(*(self._commit_one(count) for count in group))
             return
         except Exception as exc:  # storage failed: each invocation fails and is retried by the host
@@ -69,13 +70,13 @@ class JobCounts:
         try:
             for _ in range(20):
                 try:
-                    await self.store.add_counts(count.partition, {count.marker: count.field_name}, SHARDS)
+                    await self.counters.add(count.job_id, {count.marker: count.field_name}, SHARDS)
                     break
-                except AlreadyCounted:
-                    if await self.store.get_row(count.partition, count.marker):
+                except AlreadyCountedError:
+                    if await self.counters.has_marker(count.job_id, count.marker):
                         break  # counted before
             else:
-                raise ConcurrentUpdate(count.partition)
+                raise ConcurrentUpdateError(count.job_id)
         except Exception as exc:
             _settle([count], exc)
             return
@@ -83,13 +84,13 @@ class JobCounts:
 
 
 def _groups(batch: list[_Count]) -> list[list[_Count]]:
-    """Per job partition, at most MAX_MARKERS_PER_COMMIT counts per group."""
-    by_partition: dict[str, list[_Count]] = defaultdict(list)
+    """Per job, at most MAX_MARKERS_PER_COMMIT counts per group."""
+    by_job: dict[str, list[_Count]] = defaultdict(list)
     for count in batch:
-        by_partition[count.partition].append(count)
+        by_job[count.job_id].append(count)
     return [
         counts[start : start + MAX_MARKERS_PER_COMMIT]
-        for counts in by_partition.values()
+        for counts in by_job.values()
         for start in range(0, len(counts), MAX_MARKERS_PER_COMMIT)
     ]
 

@@ -16,23 +16,22 @@ import asyncio
 import base64
 import binascii
 import logging
-import random
 import re
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
-from shared.usecases.callbacks import callbacks_pending, deliver_callbacks
+from shared.usecases.callbacks import CallbackDeps, callbacks_pending, deliver_callbacks
 from shared.domain.directory import GraphError, GraphUser, TOKEN_TIMEOUT_SECONDS
 from shared.domain.identifiers import UserRef, parse_user
-from shared.usecases.bulk import count_task, job_cancelled, page_poisoned, process_page
+from shared.usecases.bulk import BulkDeps, CancelChecks, count_task, page_poisoned, process_page
 from shared.usecases.audit_log import state_change
 from shared.domain.messages import (
     CallbackMessage,
     DirectRequest,
-    InvalidMessage,
+    InvalidMessageError,
     JobPageMessage,
     Message,
     TaskMessage,
@@ -41,8 +40,11 @@ from shared.domain.messages import (
     token_matches,
 )
 from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
-from shared.runtime import Runtime
-from shared.adapters.tables.store import TaskExists
+from shared.domain.pacing import WritePacer
+from shared.domain.retry import retry_delay
+from shared.usecases.ports import PendingStore
+from shared.usecases.protection import ProtectedAccounts
+from shared.domain.errors import TaskExistsError
 
 log = logging.getLogger("signout.worker")
 _TOKEN_FIELD = re.compile(rb'"token"\s*:\s*"[^"]*"?')
@@ -50,7 +52,6 @@ _TOKEN_FIELD = re.compile(rb'"token"\s*:\s*"[^"]*"?')
 MAX_PACING_WAIT_SECONDS = 5.0  # longer waits reschedule the task instead of holding a worker
 STORAGE_MARGIN_SECONDS = 15.0  # the attempt's own table writes
 SWEEP_GRACE = timedelta(seconds=30)  # after its due time, the sweeper re-drives a task
-MAX_RETRY_DELAY_SECONDS = 180.0
 GUEST_WARNING = (
     "Guest (B2B) account: Microsoft Entra ID does not apply revokeSignInSessions to external users' "
     "home-tenant sessions; revoke them in the user's home tenant as well."
@@ -65,6 +66,19 @@ PERMISSION_HINT = (
     "(admin consent required); see README, Deployment."
 )
 POISONED = "gave up: its queue message failed repeatedly and was moved to the poison queue, and the retry budget (RETRY_BUDGET_MINUTES) is spent"
+
+
+class WorkerDeps(BulkDeps, CallbackDeps, Protocol):
+    """The ports the queue workers use (a worker also runs bulk pages and callback deliveries)."""
+
+    @property
+    def pending(self) -> PendingStore: ...
+    @property
+    def pacer(self) -> WritePacer: ...
+    @property
+    def protected(self) -> ProtectedAccounts: ...
+    @property
+    def cancel_checks(self) -> CancelChecks: ...
 
 
 class Priority(str, Enum):
@@ -87,7 +101,7 @@ class Lane:
         return self.priority is Priority.HIGH
 
 
-class Deferred(Exception):
+class DeferredError(Exception):
     """The write pacer has no token for a while: put the task back instead of waiting."""
 
     def __init__(self, seconds: float) -> None:
@@ -95,23 +109,23 @@ class Deferred(Exception):
         self.seconds = seconds
 
 
-def single_lane(rt: Runtime) -> Lane:
+def single_lane(rt: WorkerDeps) -> Lane:
     return Lane(rt.settings.signout_queue, Priority.HIGH, (TaskMessage, DirectRequest, CallbackMessage))
 
 
-def bulk_lane(rt: Runtime) -> Lane:
+def bulk_lane(rt: WorkerDeps) -> Lane:
     return Lane(rt.settings.bulk_queue, Priority.LOW, (TaskMessage,))
 
 
-def page_lane(rt: Runtime) -> Lane:
+def page_lane(rt: WorkerDeps) -> Lane:
     return Lane(rt.settings.bulk_page_queue, Priority.LOW, (JobPageMessage,))
 
 
-def lane_of(rt: Runtime, record: TaskRecord) -> Lane:
+def lane_of(rt: WorkerDeps, record: TaskRecord) -> Lane:
     return bulk_lane(rt) if record.job_id else single_lane(rt)
 
 
-def attempt_seconds(rt: Runtime) -> float:
+def attempt_seconds(rt: WorkerDeps) -> float:
     """An attempt's bounded steps: a token, three Graph calls, a pacing wait and its table writes."""
     return TOKEN_TIMEOUT_SECONDS + 3 * rt.settings.graph_timeout_seconds + MAX_PACING_WAIT_SECONDS + STORAGE_MARGIN_SECONDS
 
@@ -126,7 +140,7 @@ def decode_for(raw: bytes, message_id: str, lane: Lane) -> Message | None:
     """The message if this queue takes its kind; anything else is logged (safely) and dropped."""
     try:
         message = decode_message(raw)
-    except InvalidMessage as exc:
+    except InvalidMessageError as exc:
         # repr() keeps control characters in the excerpt from forging log lines.
         log.error("dropped invalid queue message %s on %s: %r; starts with %r", message_id, lane.queue, exc.reason, _excerpt(raw))
         return None
@@ -146,7 +160,7 @@ def _excerpt(raw: bytes) -> bytes:
     return _TOKEN_FIELD.sub(b'"token":"(redacted)"', text[:160])[:120]
 
 
-async def process_message(rt: Runtime, raw: bytes, message_id: str, lane: Lane) -> None:
+async def process_message(rt: WorkerDeps, raw: bytes, message_id: str, lane: Lane) -> None:
     message = decode_for(raw, message_id, lane)
     if isinstance(message, DirectRequest):
         await adopt_direct_request(rt, message, message_id)
@@ -175,21 +189,21 @@ def _direct_record(request: DirectRequest, message_id: str, status: TaskStatus, 
     )
 
 
-async def adopt_direct_request(rt: Runtime, request: DirectRequest, message_id: str) -> None:
+async def adopt_direct_request(rt: WorkerDeps, request: DirectRequest, message_id: str) -> None:
     """Turn a message put straight on the queue into a task (once per queue message) and queue
     it as a task message, so its retries and its poison copy carry the task id and token."""
     record = _direct_record(request, message_id, TaskStatus.QUEUED)
-    await rt.store.mark_active(record.id, utcnow() + SWEEP_GRACE)  # first: the sweeper covers a crash below
+    await rt.index.mark_active(record.id, utcnow() + SWEEP_GRACE)  # first: the sweeper covers a crash below
     try:
-        record = await rt.store.create(record, request.user)
+        record = await rt.tasks.create(record, request.user)
         state_change(record)
-    except TaskExists:  # a redelivery after the record was written: queue it (again) below
-        record = await rt.store.get(record.id) or record
+    except TaskExistsError:  # a redelivery after the record was written: queue it (again) below
+        record = await rt.tasks.get(record.id) or record
     await rt.queue.put(rt.settings.signout_queue, TaskMessage(record.id, request.user, record.token).to_text())
 
 
-async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id: str = "") -> None:
-    record = await rt.store.get(message.task_id)
+async def process_task(rt: WorkerDeps, message: TaskMessage, lane: Lane, message_id: str = "") -> None:
+    record = await rt.tasks.get(message.task_id)
     if record is None:
         log.warning("dropped message for task %s: no record (the sweeper re-drives it if its record lands later)", message.task_id)
         return
@@ -204,7 +218,7 @@ async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id
         log.info("task %s: its attempt runs under another message; this copy looks again later", record.id)
         await rt.queue.put(lane.queue, message.to_text(), max(1.0, remaining))
         return
-    if record.job_id and record.status is TaskStatus.QUEUED and await job_cancelled(rt, record.job_id):
+    if record.job_id and record.status is TaskStatus.QUEUED and await rt.cancel_checks.cancelled(record.job_id):
         error = TaskError(ErrorCategory.CANCELLED, f"not signed out: bulk job {record.job_id} was cancelled before this task started")
         await move(rt, record, TaskStatus.SKIPPED, error=error)
         return
@@ -218,7 +232,7 @@ async def process_task(rt: Runtime, message: TaskMessage, lane: Lane, message_id
     if not lane.high and not _protected_locally(rt, record, message.user):
         try:
             await _pace(rt)
-        except Deferred as deferred:  # the record stays queued; only the message moves
+        except DeferredError as deferred:  # the record stays queued; only the message moves
             await rt.queue.put(lane.queue, message.to_text(), deferred.seconds)
             return
     await _attempt(rt, record, message, lane, message_id, retry_since)
@@ -239,10 +253,10 @@ def _belongs(record: TaskRecord, message: TaskMessage, lane: Lane) -> bool:
     return False
 
 
-async def _attempt(rt: Runtime, record: TaskRecord, message: TaskMessage, lane: Lane, message_id: str, retry_since: datetime | None) -> None:
+async def _attempt(rt: WorkerDeps, record: TaskRecord, message: TaskMessage, lane: Lane, message_id: str, retry_since: datetime | None) -> None:
     budget = attempt_seconds(rt)
     deadline = utcnow() + timedelta(seconds=budget)
-    await rt.store.mark_active(record.id, deadline + SWEEP_GRACE)  # first: a crash from here on is swept
+    await rt.index.mark_active(record.id, deadline + SWEEP_GRACE)  # first: a crash from here on is swept
     record = await move(
         rt, record, TaskStatus.IN_PROGRESS, attempts=record.attempts + 1, next_attempt_at=None,
         attempt_message_id=message_id, attempt_deadline=deadline, retry_since=retry_since,
@@ -271,17 +285,17 @@ def _attempt_running_elsewhere(record: TaskRecord, message_id: str) -> float | N
     return remaining if remaining > 0 else None
 
 
-def _budget_spent(rt: Runtime, retry_since: datetime) -> bool:
+def _budget_spent(rt: WorkerDeps, retry_since: datetime) -> bool:
     return utcnow() - retry_since >= rt.settings.retry_budget
 
 
-def _protected_locally(rt: Runtime, record: TaskRecord, user: UserRef) -> bool:
+def _protected_locally(rt: WorkerDeps, record: TaskRecord, user: UserRef) -> bool:
     """Protected by what is known without Graph: spend no write token on it."""
     known = {user.key, (record.resolved_id or "").lower(), (record.resolved_upn or "").lower()}
     return bool(known & rt.settings.protected_users)
 
 
-async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> Outcome:
+async def revoke(rt: WorkerDeps, record: TaskRecord, user: UserRef, lane: Lane) -> Outcome:
     if user.key in rt.settings.protected_users:
         return _protected(user.value)
     target = await _resolve(rt, record, user, lane)
@@ -294,7 +308,7 @@ async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> 
     if lane.high:
         rt.pacer.reserve(high_priority=True)  # never waits; bulk writes yield to it
     if record.job_id is None:  # from here on a new request for this user is not covered by this task
-        await rt.store.release_pending(user, record.id)
+        await rt.pending.release(user, record.id)
     try:
         revoked = await rt.graph.revoke_sessions(target.id, record.id, lane.priority.value)
     except GraphError as failure:
@@ -315,7 +329,7 @@ async def revoke(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> 
     return Outcome(TaskStatus.SUCCEEDED, {**changes, "graph_request_id": revoked.request_id})
 
 
-async def _resolve(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -> GraphUser:
+async def _resolve(rt: WorkerDeps, record: TaskRecord, user: UserRef, lane: Lane) -> GraphUser:
     """Bulk tasks were resolved by their enumeration page (a link the job itself holds); others
     are looked up now."""
     if record.job_id and record.resolved_id:
@@ -323,17 +337,17 @@ async def _resolve(rt: Runtime, record: TaskRecord, user: UserRef, lane: Lane) -
     return (await rt.graph.get_user(user.value, record.id, lane.priority.value)).value
 
 
-async def _pace(rt: Runtime) -> None:
+async def _pace(rt: WorkerDeps) -> None:
     """Wait for a bulk write token; a long wait reschedules the task instead."""
     wait = rt.pacer.reserve(high_priority=False)
     if wait > MAX_PACING_WAIT_SECONDS:
         rt.pacer.refund()
-        raise Deferred(wait)
+        raise DeferredError(wait)
     if wait > 0:
         await asyncio.sleep(wait)
 
 
-async def _read_back(rt: Runtime, record: TaskRecord, user_id: str, lane: Lane) -> tuple[datetime | None, list[str]]:
+async def _read_back(rt: WorkerDeps, record: TaskRecord, user_id: str, lane: Lane) -> tuple[datetime | None, list[str]]:
     """The revocation already happened: a failed read-back must not repeat it."""
     try:
         after = await rt.graph.get_user(user_id, record.id, lane.priority.value)
@@ -360,16 +374,7 @@ def classify(failure: GraphError) -> TaskError:
     return TaskError(ErrorCategory.INVALID_REQUEST, failure.message, **common)
 
 
-def retry_delay(retry_after: float | None, attempt: int, base_seconds: float) -> float:
-    """Retry-After when Graph gives one; else exponential backoff with jitter, capped at a few
-    minutes. Never below 1 s."""
-    if retry_after is not None and retry_after > 0:
-        return min(max(retry_after, 1.0), MAX_RETRY_DELAY_SECONDS)
-    backoff = min(base_seconds * 2 ** max(attempt - 1, 0), MAX_RETRY_DELAY_SECONDS)
-    return max(1.0, random.uniform(backoff / 2, backoff))
-
-
-async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, failure: GraphError, lane: Lane) -> None:
+async def _after_failure(rt: WorkerDeps, record: TaskRecord, message: TaskMessage, failure: GraphError, lane: Lane) -> None:
     error = classify(failure)
     if error.category is not ErrorCategory.TRANSIENT:
         await move(rt, record, TaskStatus.FAILED, error=error)
@@ -380,22 +385,22 @@ async def _after_failure(rt: Runtime, record: TaskRecord, message: TaskMessage, 
         return
     delay = retry_delay(failure.retry_after, record.attempts, rt.settings.retry_base_seconds)
     next_at = utcnow() + timedelta(seconds=delay)
-    await rt.store.mark_active(record.id, next_at + SWEEP_GRACE, next_attempt_at=next_at)
+    await rt.index.mark_active(record.id, next_at + SWEEP_GRACE, next_attempt_at=next_at)
     await move(rt, record, TaskStatus.QUEUED, error=error, next_attempt_at=next_at, retry_since=since)
     if record.job_id is None:
-        await rt.store.claim_pending(message.user, record, None)  # queued again: it covers new requests
+        await rt.pending.claim(message.user, record, None)  # queued again: it covers new requests
     # If this put fails the exception makes the host redeliver the original message instead.
     await rt.queue.put(lane.queue, message.to_text(), delay)
 
 
-async def _give_up(rt: Runtime, record: TaskRecord, reason: str, last: TaskError | None = None) -> None:
+async def _give_up(rt: WorkerDeps, record: TaskRecord, reason: str, last: TaskError | None = None) -> None:
     budget = f"{rt.settings.retry_budget_minutes:g} minute(s)"
     message = f"gave up after {record.attempts} attempt(s) over the retry budget of {budget}; last error: {reason}"
     details = {"code": last.code, "graph_request_id": last.graph_request_id, "http_status": last.http_status} if last else {}
     await move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.GAVE_UP, message, **details))
 
 
-async def process_poison(rt: Runtime, raw: bytes, message_id: str, lane: Lane) -> None:
+async def process_poison(rt: WorkerDeps, raw: bytes, message_id: str, lane: Lane) -> None:
     """A message the host gave up on after maxDequeueCount deliveries (storage down, a bug). Its
     task is re-driven while its retry budget lasts, then failed; a message this service did not
     write (no matching token) changes nothing."""
@@ -404,20 +409,20 @@ async def process_poison(rt: Runtime, raw: bytes, message_id: str, lane: Lane) -
         await page_poisoned(rt, decoded)
     elif isinstance(decoded, DirectRequest):  # it never became a task: record that it failed
         failed = _direct_record(decoded, message_id, TaskStatus.FAILED, TaskError(ErrorCategory.GAVE_UP, POISONED))
-        with suppress(TaskExists):
-            state_change(await rt.store.create(failed, decoded.user))
+        with suppress(TaskExistsError):
+            state_change(await rt.tasks.create(failed, decoded.user))
     elif isinstance(decoded, CallbackMessage):
         log.error("callback message for task %s was poisoned; its callbacks stay as recorded", decoded.task_id)
     elif isinstance(decoded, TaskMessage):
         await _task_poisoned(rt, decoded, lane)
 
 
-async def _task_poisoned(rt: Runtime, message: TaskMessage, lane: Lane) -> None:
-    record = await rt.store.get(message.task_id)
+async def _task_poisoned(rt: WorkerDeps, message: TaskMessage, lane: Lane) -> None:
+    record = await rt.tasks.get(message.task_id)
     if record is None or record.status.is_terminal or not _belongs(record, message, lane):
         return
     if record.retry_since is None:  # the budget starts now
-        record = await rt.store.save(record, replace(record, retry_since=utcnow(), updated_at=utcnow()))
+        record = await rt.tasks.save(record, replace(record, retry_since=utcnow(), updated_at=utcnow()))
     elif _budget_spent(rt, record.retry_since):
         await move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.GAVE_UP, POISONED))
         return
@@ -426,18 +431,18 @@ async def _task_poisoned(rt: Runtime, message: TaskMessage, lane: Lane) -> None:
     await rt.queue.put(lane.queue, message.to_text(), delay)
 
 
-async def redrive(rt: Runtime, record: TaskRecord) -> None:
+async def redrive(rt: WorkerDeps, record: TaskRecord) -> None:
     """Queue the task again (the sweeper: its attempt outlived its deadline, or its message went
     missing). A duplicate message is harmless: a second copy waits for a running attempt, and
     revoking a user twice changes nothing; leaving a user signed in is what must not happen."""
     lane = lane_of(rt, record)
-    await rt.store.mark_active(record.id, utcnow() + timedelta(seconds=attempt_seconds(rt)) + SWEEP_GRACE)
+    await rt.index.mark_active(record.id, utcnow() + timedelta(seconds=attempt_seconds(rt)) + SWEEP_GRACE)
     await rt.queue.put(lane.queue, TaskMessage(record.id, parse_user(record.user), record.token).to_text())
     log.warning("task %s (%s) re-driven by the sweeper", record.id, record.status.value)
 
 
-async def move(rt: Runtime, record: TaskRecord, status: TaskStatus, **changes: Any) -> TaskRecord:
-    saved = await rt.store.save(record, record.moved_to(status, **changes))
+async def move(rt: WorkerDeps, record: TaskRecord, status: TaskStatus, **changes: Any) -> TaskRecord:
+    saved = await rt.tasks.save(record, record.moved_to(status, **changes))
     state_change(saved)
     await count_task(rt, saved)
     if saved.status.is_terminal:
@@ -445,11 +450,11 @@ async def move(rt: Runtime, record: TaskRecord, status: TaskStatus, **changes: A
     return saved
 
 
-async def finish(rt: Runtime, record: TaskRecord) -> None:
+async def finish(rt: WorkerDeps, record: TaskRecord) -> None:
     """After the terminal save: queue the callbacks (theirs is a message of its own, so a crash
     here cannot lose them: the active row stays and the sweeper calls this again), then leave
     the active set."""
     if record.job_id is None and await callbacks_pending(rt, record):
         await rt.queue.put(rt.settings.signout_queue, CallbackMessage(record.id, record.token).to_text())
     if record.attempts or record.job_id is None:  # bulk tasks are active only once started
-        await rt.store.clear_active(record.id)
+        await rt.index.clear_active(record.id)

@@ -6,14 +6,14 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from typing import Protocol
 from datetime import datetime, timezone
 
-from shared.domain.identifiers import InvalidIdentifier, UserRef, parse_user
+from shared.domain.identifiers import InvalidIdentifierError, UserRef, parse_user
 from shared.domain.messages import is_task_id
 from shared.domain.tasks import TaskRecord, TaskStatus, iso, parse_iso
-from shared.domain.problems import Problem, field_error, pointer_to
-from shared.runtime import Runtime
-from shared.adapters.tables.store import correlation_partition
+from shared.domain.problems import ProblemError, field_error, pointer_to
+from shared.usecases.ports import TaskIndex, TaskStore
 
 DEFAULT_TOP = 50
 MAX_TOP = 100
@@ -22,6 +22,15 @@ _ROW_KEY = re.compile(r"\d{13}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 KNOWN_PARAMS = frozenset({"user", "correlationId", "status", "verified", "since", "until", "top", "continuationToken", "code"})
 MAX_CORRELATION_ID = 128
 JOINS_SHOWN = 20
+
+
+class QueryDeps(Protocol):
+    """The ports queries use."""
+
+    @property
+    def tasks(self) -> TaskStore: ...
+    @property
+    def index(self) -> TaskIndex: ...
 
 
 @dataclass(frozen=True)
@@ -34,12 +43,6 @@ class LogQuery:
     until: datetime | None = None
     top: int = DEFAULT_TOP
     after: str | None = None
-
-    @property
-    def partition(self) -> str | None:
-        if self.user:
-            return self.user.partition
-        return correlation_partition(self.correlation_id) if self.correlation_id else None
 
     def matches(self, task: TaskRecord) -> bool:
         return (self.status is None or task.status is self.status) and (self.verified is None or bool(task.verified) is self.verified)
@@ -63,26 +66,26 @@ class LogResult:
     continuation_token: str | None
 
 
-async def get_task(rt: Runtime, task_id: str) -> TaskRecord:
+async def get_task(rt: QueryDeps, task_id: str) -> TaskRecord:
     if not is_task_id(task_id):
-        raise Problem(400, "Invalid task id", "a task id is a lowercase GUID", [field_error("/id", "is not a task id")])
-    task = await rt.store.get(task_id)
+        raise ProblemError(400, "Invalid task id", "a task id is a lowercase GUID", [field_error("/id", "is not a task id")])
+    task = await rt.tasks.get(task_id)
     if task is None:
-        raise Problem(404, "Task not found", f"no sign-out task {task_id}")
+        raise ProblemError(404, "Task not found", f"no sign-out task {task_id}")
     return task
 
 
-async def joined_requests(rt: Runtime, task: TaskRecord) -> dict[str, object]:
+async def joined_requests(rt: QueryDeps, task: TaskRecord) -> dict[str, object]:
     """The requests that joined the task while it was queued (the first 20) and their count.
     Their callback URLs carry a secret (`sig`): only their delivery state is shown."""
-    joins, count = await rt.store.joins(task.id, JOINS_SHOWN)
+    joins, count = await rt.tasks.joins(task.id, JOINS_SHOWN)
     shown = [{key: value for key, value in joined.items() if key != "callbackUrl"} for _, joined in joins]
     return {"joinedRequests": shown, "joinedCount": count}
 
 
 def parse_log_query(params: dict[str, str]) -> LogQuery:
     errors = [field_error(pointer_to(name), "is not a known query parameter") for name in sorted(set(params) - KNOWN_PARAMS)]
-    user = _parse(params, "user", parse_user, (InvalidIdentifier,), errors)
+    user = _parse(params, "user", parse_user, (InvalidIdentifierError,), errors)
     correlation_id = _parse(params, "correlationId", _correlation_id, (ValueError,), errors, f"must be 1-{MAX_CORRELATION_ID} printable characters")
     if user is not None and correlation_id is not None:
         errors.append(field_error("/correlationId", "give either user or correlationId, not both"))
@@ -95,17 +98,17 @@ def parse_log_query(params: dict[str, str]) -> LogQuery:
         errors.append(field_error("/top", f"must be an integer from 1 to {MAX_TOP}"))
     after = _parse(params, "continuationToken", _decode_token, (ValueError,), errors, "is not a token this API issued")
     if errors:
-        raise Problem(400, "Invalid query", f"{len(errors)} problem(s) in the query", errors)
+        raise ProblemError(400, "Invalid query", f"{len(errors)} problem(s) in the query", errors)
     return LogQuery(user, correlation_id, status, verified, since, until, top or DEFAULT_TOP, after)
 
 
-async def read_log(rt: Runtime, query: LogQuery) -> LogResult:
+async def read_log(rt: QueryDeps, query: LogQuery) -> LogResult:
     tasks: list[TaskRecord] = []
     after, scanned = query.after, 0
     while len(tasks) < query.top and scanned < SCAN_BUDGET:
-        page = await rt.store.log_page(query.partition, query.until, query.since, after, query.top - len(tasks))
+        page = await rt.index.log_page(query.user, query.correlation_id, query.until, query.since, after, query.top - len(tasks))
         scanned += len(page.task_ids)
-        records = await rt.store.get_many(page.task_ids)
+        records = await rt.tasks.get_many(page.task_ids)
         tasks += [task for task in records if query.matches(task)]
         after = page.last_row_key
         if after is None:

@@ -13,8 +13,7 @@ import logging
 from datetime import timedelta
 
 from shared.domain.tasks import utcnow
-from shared.runtime import Runtime
-from shared.usecases.process_task import finish, redrive
+from shared.usecases.process_task import WorkerDeps, finish, redrive
 
 log = logging.getLogger("signout.sweeper")
 
@@ -22,15 +21,15 @@ MAX_PER_RUN = 500
 ORPHAN_AFTER = timedelta(minutes=10)  # an intake's record write has surely ended by then
 
 
-async def sweep(rt: Runtime) -> int:
+async def sweep(rt: WorkerDeps) -> int:
     """Re-drive or close every overdue task; returns how many were handled."""
     now = utcnow()
     handled = 0
-    for task_id, due in await rt.store.overdue(now, MAX_PER_RUN):
-        record = await rt.store.get(task_id)
+    for task_id, due in await rt.index.overdue(now, MAX_PER_RUN):
+        record = await rt.tasks.get(task_id)
         if record is None:
             if now - due > ORPHAN_AFTER:
-                await rt.store.clear_active(task_id)
+                await rt.index.clear_active(task_id)
             continue
         if record.status.is_terminal:
             await finish(rt, record)

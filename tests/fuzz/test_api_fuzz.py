@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shared.domain.identifiers import InvalidIdentifier, parse_user
+from shared.domain.identifiers import InvalidIdentifierError, parse_user
 from tests.fuzz.live import (
     FUNCTION_KEY,
     PROBLEM,
@@ -55,7 +55,6 @@ from tests.fuzz.strategies import fuzz_settings, guest_upn, guid, identifier_tex
 from tests.integration.helpers import REQUEST_TIMEOUT, wait_for_terminal
 from tools.local_stack import LocalStack
 
-pytestmark = pytest.mark.integration
 DOCUMENT = Path(__file__).parents[2] / "shared" / "openapi.json"
 RSS_LIMIT_BYTES = 500 * 1024 * 1024
 MAX_EXAMPLES = 25  # per operation and generation mode: reaches every parameter, a few seconds on 2 cores
@@ -273,7 +272,7 @@ def test_what_the_api_accepts_is_exactly_what_the_parser_accepts(
     for index, raw in enumerate(users):
         try:
             expected[index] = parse_user(raw).value
-        except InvalidIdentifier:
+        except InvalidIdentifierError:
             expected[index] = None
     response = client.post("/api/signouts", json={"users": users, "description": "fuzz"})
     refused = sorted(index for index, value in expected.items() if value is None)

@@ -27,7 +27,7 @@ from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 from msgraph import GraphRequestAdapter, GraphServiceClient
 
 from shared.adapters.graph import USER_FIELDS, GraphGateway, create_graph_client
-from shared.domain.identifiers import MAX_UPN_LENGTH, InvalidIdentifier, UserRef, is_object_id, parse_user
+from shared.domain.identifiers import MAX_UPN_LENGTH, InvalidIdentifierError, UserRef, is_object_id, parse_user
 from shared.settings import Settings
 from tests.fuzz.strategies import fuzz_settings, guest_upn, guid, identifier_text, json_values, valid_upn
 
@@ -41,7 +41,7 @@ GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 def accepted(raw: object) -> UserRef | None:
     try:
         user = parse_user(raw)
-    except InvalidIdentifier:
+    except InvalidIdentifierError:
         event("refused")
         return None
     event(f"accepted {user.kind}")
@@ -60,7 +60,7 @@ def accepted(raw: object) -> UserRef | None:
 @example(raw="..")
 @example(raw=".@contoso.com")
 def test_parse_user_returns_a_safe_user_or_raises_invalid_identifier(raw: object) -> None:
-    user = accepted(raw)  # any exception other than InvalidIdentifier fails the test here
+    user = accepted(raw)  # any exception other than InvalidIdentifierError fails the test here
     if user is None:
         return
     assert isinstance(raw, str)
@@ -148,7 +148,7 @@ def test_the_sdk_encodes_even_text_that_validation_would_refuse(raw: str) -> Non
 
 def test_dot_segments_are_refused_before_the_sdk() -> None:
     for raw in (".", "..", " .. ", "./..", "..@contoso.com", ".@contoso.com", "a@.", "a@..", "a@contoso.com/.."):
-        with pytest.raises(InvalidIdentifier):
+        with pytest.raises(InvalidIdentifierError):
             parse_user(raw)
 
 

@@ -1,5 +1,5 @@
 """Queue messages come from anyone allowed to write to the queue: any bytes decode into a message
-the worker can act on, or into InvalidMessage (logged and dropped); nothing else escapes.
+the worker can act on, or into InvalidMessageError (logged and dropped); nothing else escapes.
 
 Another exception would go back to the Functions host, which retries the message and finally
 poisons it: a message that no retry can fix must never take that path.
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from shared.domain import messages
 from shared.domain.identifiers import parse_user
-from shared.domain.messages import MAX_MESSAGE_CHARS, DirectRequest, InvalidMessage, TaskMessage, decode_message, is_task_id
+from shared.domain.messages import MAX_MESSAGE_CHARS, DirectRequest, InvalidMessageError, TaskMessage, decode_message, is_task_id
 from tests.fuzz.strategies import encoded, fuzz_settings, identifier_text, json_values, nested
 
 # Every message type the decoder can return (a job page message, where bulk jobs exist, too).
@@ -83,7 +83,7 @@ raw_messages = st.one_of(
 def test_any_bytes_are_a_message_or_invalid_message(raw: bytes) -> None:
     try:
         message = decode_message(raw)
-    except InvalidMessage as invalid:
+    except InvalidMessageError as invalid:
         assert isinstance(invalid.reason, str) and invalid.reason
         assert invalid.task_id is None or is_task_id(invalid.task_id)  # only a well-formed id is ever failed
         return
@@ -120,7 +120,7 @@ def test_only_the_integer_1_is_version_1(version: Any, fields: dict[str, Any], w
     published schema: a JSON Schema validator matches `const: 1` with 1.0 too.)"""
     try:
         decode_message(wrap({"version": version, **fields}))
-    except InvalidMessage:
+    except InvalidMessageError:
         assert not (type(version) is int and version == 1)
     else:
         assert type(version) is int and version == 1
@@ -135,7 +135,7 @@ def test_a_task_message_names_the_task_only_when_its_id_is_well_formed(task_id: 
         raw = wrap({"version": 1, "taskId": candidate, "user": raw_user})
         try:
             message = decode_message(raw)
-        except InvalidMessage as invalid:
+        except InvalidMessageError as invalid:
             assert invalid.task_id == named
         else:
             assert isinstance(message, TaskMessage) and message.task_id == candidate == named

@@ -1,5 +1,5 @@
 """Request parsing never trusts the caller: any body, content type or query string is either a
-well-formed request or an RFC 9457 Problem with a 4xx status; nothing else escapes.
+well-formed request or an RFC 9457 ProblemError with a 4xx status; nothing else escapes.
 
 (Alert payloads have their own property tests in tests/unit/test_alerts_properties.py.)
 """
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from shared.domain.callback_urls import check_callback_url
 from shared.domain.identifiers import parse_user
 from shared.domain.tasks import TaskStatus
-from shared.domain.problems import Problem
+from shared.domain.problems import ProblemError
 from shared.domain.requests import (
     MAX_BODY_BYTES,
     MAX_CORRELATION_ID,
@@ -31,7 +31,7 @@ from shared.domain.requests import (
     require_json,
 )
 from shared.usecases.queries import KNOWN_PARAMS, MAX_TOP, LogQuery, parse_log_query
-from shared.adapters.tables.store import time_key
+from shared.adapters.tables.keys import time_key
 from tests.fuzz.strategies import encoded, fuzz_settings, identifier_text, json_values, nested
 
 HOSTS = ("*.logic.azure.com", "127.0.0.1:8443")
@@ -67,16 +67,16 @@ content_types = st.sampled_from(["application/json", "application/json; charset=
                                  None, "", "text/plain", "application/jsonx", "application/problem+json", "multipart/form-data"]) | st.text(max_size=30)  # fmt: skip
 
 
-def signout(content_type: str | None, body: bytes) -> SignoutRequest | Problem:
+def signout(content_type: str | None, body: bytes) -> SignoutRequest | ProblemError:
     """What POST /api/signouts does with a body before anything is stored or queued."""
     try:
         require_json(content_type)
         return parse_signout_request(load_json_object(body), HOSTS)
-    except Problem as problem:
+    except ProblemError as problem:
         return problem
 
 
-def assert_well_formed_problem(problem: Problem, statuses: set[int]) -> None:
+def assert_well_formed_problem(problem: ProblemError, statuses: set[int]) -> None:
     assert problem.status in statuses, problem
     body = json.loads(json.dumps(problem.body("/api/signouts")))  # serialisable as problem+json
     assert body["status"] == problem.status and body["title"] and body["type"] == "about:blank"
@@ -120,7 +120,7 @@ def assert_well_formed_request(request: SignoutRequest) -> None:
 @example(content_type="application/json", body=b'{"users": ["a@contoso.com"], "correlationId": "INC-1\\r\\nforged"}')
 def test_any_body_is_a_request_or_a_4xx_problem(content_type: str | None, body: bytes) -> None:
     outcome = signout(content_type, body)
-    if isinstance(outcome, Problem):
+    if isinstance(outcome, ProblemError):
         assert_well_formed_problem(outcome, {400, 413, 415})
         if outcome.status == 413:
             assert len(body) > MAX_BODY_BYTES or b"users" in body
@@ -154,7 +154,7 @@ member_names = st.text(max_size=10) | st.sampled_from(["a/b", "~", "~1", "~0", "
 def test_every_error_pointer_names_the_offending_part_of_the_body(data: dict[str, Any]) -> None:
     try:
         parse_signout_request(json.loads(encoded(data)), HOSTS)
-    except Problem as problem:
+    except ProblemError as problem:
         assert_well_formed_problem(problem, {400, 413})
         for error in problem.errors:
             missing_users = error["pointer"] == "/users" and "users" not in data and "user" not in data
@@ -209,7 +209,7 @@ EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2286, 1, 
 def test_any_log_query_is_a_query_or_a_400_problem(params: dict[str, str]) -> None:
     try:
         query = parse_log_query(params)
-    except Problem as problem:
+    except ProblemError as problem:
         assert_well_formed_problem(problem, {400})
         assert problem.errors and all(resolves(params, error["pointer"]) for error in problem.errors)
         return

@@ -165,3 +165,20 @@ def start_own_devhost(stack: Any, started: bool = False, timeout: float = PIPELI
         stack.devhost.kill()
         stack.port = free_port()
     raise RuntimeError(f"the dev host did not start:\n{stack.devhost.output()[-3000:]}")
+
+
+async def write_task_record(stack: Any, record: Any, claim_for: Any = None) -> None:
+    """A task record written as intake writes it (with the user's pending slot when `claim_for`
+    names the user), straight into the stack's table, without a queue message."""
+    from shared.adapters.storage import StorageConnection, table_service  # noqa: PLC0415 - tests/ imports shared/ lazily here
+    from shared.adapters.tables.pending import PendingSlots  # noqa: PLC0415
+    from shared.adapters.tables.table import Table  # noqa: PLC0415
+    from shared.adapters.tables.tasks import TaskTable  # noqa: PLC0415
+
+    table = Table(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "signouttasks")
+    try:
+        if claim_for is not None:
+            await PendingSlots(table).claim(claim_for, record, None)
+        await TaskTable(table).create(record)
+    finally:
+        await table.close()

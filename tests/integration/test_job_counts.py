@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from shared.usecases.job_counts import JobCounts
-from shared.adapters.tables.store import StatusStore
+from shared.adapters.tables.counters import CounterTable
+from shared.adapters.tables.table import Table
 from shared.adapters.storage import StorageConnection, table_service
 from tools.local_stack import LocalStack
 
@@ -17,15 +18,16 @@ pytestmark = pytest.mark.integration
 
 async def counted(stack: LocalStack, additions: list[list[tuple[str, str]]]) -> dict[str, int]:
     """Run each inner list as one burst of concurrent additions, bursts one after another."""
-    store = StatusStore(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "jobcountstest")
-    partition = f"jobcount-{uuid.uuid4()}"
+    table = Table(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "jobcountstest")
+    job_id = str(uuid.uuid4())
     try:
-        counts = JobCounts(store)
+        counters = CounterTable(table)
+        counts = JobCounts(counters)
         for burst in additions:
-            await asyncio.gather(*(counts.add(partition, marker, name) for marker, name in burst))
-        return await store.sum_counts(partition)
+            await asyncio.gather(*(counts.add(job_id, marker, name) for marker, name in burst))
+        return await counters.totals(job_id)
     finally:
-        await store.close()
+        await table.close()
 
 
 def test_a_burst_is_counted_once_per_marker_even_with_copies(stack: LocalStack) -> None:

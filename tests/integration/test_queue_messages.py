@@ -18,9 +18,7 @@ from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
 from shared.runtime import Runtime
 from shared.settings import load_settings
 from shared.usecases.process_task import adopt_direct_request
-from shared.adapters.tables.store import StatusStore
-from shared.adapters.storage import StorageConnection, table_service
-from tests.integration.helpers import Sim, new_user, wait_for_terminal, wait_until
+from tests.integration.helpers import Sim, new_user, wait_for_terminal, wait_until, write_task_record
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -36,15 +34,7 @@ def create_record(stack: LocalStack, user: str, **fields: Any) -> str:
     now = utcnow()
     record = TaskRecord(id=task_id, user=user, status=TaskStatus.QUEUED, created_at=now, updated_at=now, source="test", **fields)
 
-    async def write() -> None:
-        store = StatusStore(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "signouttasks")
-        try:
-            await store.claim_pending(parse_user(user), record, None)
-            await store.create(record)
-        finally:
-            await store.close()
-
-    asyncio.run(write())
+    asyncio.run(write_task_record(stack, record, claim_for=parse_user(user)))
     return task_id
 
 
@@ -166,8 +156,7 @@ def test_redelivered_direct_request_creates_no_second_task(stack: LocalStack, ap
             await adopt_direct_request(rt, request, "message-1")
             await adopt_direct_request(rt, request, "message-1")  # the same queue message again
         finally:
-            await rt.store.close()
-            await rt.queue.close()
+            await rt.aclose()
 
     asyncio.run(deliver_twice())
     record = status(api, DirectRequest.task_id("message-1"))

@@ -17,7 +17,7 @@ from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
 from shared.usecases.retention import apply_retention
 from shared.runtime import Runtime
 from shared.settings import load_settings
-from shared.adapters.tables.store import correlation_partition, time_key
+from shared.adapters.tables.keys import correlation_partition, time_key
 from tests.app_functions import registered_functions
 from tools.local_stack import LocalStack
 
@@ -39,10 +39,10 @@ def test_old_records_are_deleted_and_recent_ones_kept(stack: LocalStack, api: ht
         rt = Runtime(replace(load_settings({}), retention_days=365))
         try:
             for task in (old, recent):
-                await rt.store.create(task, user)
+                await rt.tasks.create(task, user)
             return await apply_retention(rt, now)
         finally:
-            await rt.store.close()
+            await rt.aclose()
 
     deleted = asyncio.run(scenario())
     assert deleted >= 1
@@ -71,18 +71,18 @@ def test_every_row_kind_of_an_old_task_job_and_key_is_deleted(stack: LocalStack,
     async def scenario() -> None:
         rt = Runtime(replace(load_settings({}), retention_days=365))
         try:
-            await rt.store.claim_pending(user, task, None)
-            await rt.store.create(task)
-            await rt.store.add_join(task.id, {"correlationId": "joined"})
-            await rt.store.upsert_row({"PartitionKey": job_id, "RowKey": "job", "CreatedAt": old})
-            await rt.store.upsert_row({"PartitionKey": job_id, "RowKey": "page-000002", "Link": "https://graph.microsoft.com/v1.0/users"})
-            await rt.store.upsert_row({"PartitionKey": f"jobcount-{job_id}", "RowKey": "count-00", "started": 1})
-            await rt.store.upsert_row({"PartitionKey": "jobs", "RowKey": f"{time_key(old)}-{job_id}", "JobId": job_id})
-            entry = await rt.store.claim_idempotency(key, "hash", None)
+            await rt.pending.claim(user, task, None)
+            await rt.tasks.create(task)
+            await rt.tasks.add_join(task.id, {"correlationId": "joined"})
+            await (await rt.table.client()).upsert_entity({"PartitionKey": job_id, "RowKey": "job", "CreatedAt": old})
+            await (await rt.table.client()).upsert_entity({"PartitionKey": job_id, "RowKey": "page-000002", "Link": "https://graph.microsoft.com/v1.0/users"})
+            await (await rt.table.client()).upsert_entity({"PartitionKey": f"jobcount-{job_id}", "RowKey": "count-00", "started": 1})
+            await (await rt.table.client()).upsert_entity({"PartitionKey": "jobs", "RowKey": f"{time_key(old)}-{job_id}", "JobId": job_id})
+            entry = await rt.idempotency.claim(key, "hash", None)
             assert entry is not None
             await apply_retention(rt, now + timedelta(days=400))  # the key is old by then too
         finally:
-            await rt.store.close()
+            await rt.aclose()
 
     asyncio.run(scenario())
     partitions = [task.id, user.partition, "log", job_id, f"jobcount-{job_id}", correlation_partition(task.correlation_id or "")]

@@ -26,9 +26,7 @@ from azure.storage.queue import QueueClient
 from shared.domain.identifiers import parse_user
 from shared.domain.messages import TaskMessage
 from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
-from shared.adapters.tables.store import StatusStore
-from shared.adapters.storage import StorageConnection, table_service
-from tests.integration.helpers import CallbackReceiver, Sim, new_user
+from tests.integration.helpers import CallbackReceiver, Sim, new_user, write_task_record
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -83,15 +81,7 @@ def poisoned_task(stack: LocalStack, user: str, url: str) -> tuple[str, str]:
     record = TaskRecord(id=str(uuid.uuid4()), user=user, status=TaskStatus.QUEUED, created_at=now - timedelta(hours=1), updated_at=now,
                         callback_url=url, retry_since=now - timedelta(hours=1), token=token)  # fmt: skip
 
-    async def write() -> None:
-        store = StatusStore(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "signouttasks")
-        try:
-            await store.claim_pending(parse_user(user), record, None)
-            await store.create(record)
-        finally:
-            await store.close()
-
-    asyncio.run(write())
+    asyncio.run(write_task_record(stack, record, claim_for=parse_user(user)))
     poison = QueueClient.from_connection_string(stack.azurite.connection_string, "signout-requests-poison")
     poison.send_message(TaskMessage(record.id, parse_user(user), token).to_text())
     return record.id, token

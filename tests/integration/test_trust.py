@@ -19,6 +19,7 @@ from azure.storage.queue import QueueClient
 from shared.domain.identifiers import parse_user
 from shared.domain.messages import TaskMessage, new_token
 from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
+from shared.adapters.tables.tasks import task_to_entity
 from shared.runtime import Runtime
 from shared.settings import load_settings
 from shared.usecases.sweeper import sweep
@@ -64,8 +65,7 @@ def run_with_runtime(work: Callable[[Runtime], Any]) -> Any:
         try:
             return await work(rt)
         finally:
-            await rt.store.close()
-            await rt.queue.close()
+            await rt.aclose()
 
     return asyncio.run(main())
 
@@ -113,7 +113,7 @@ def test_a_bulk_task_is_protected_by_object_id_when_protected_users_lists_the_up
     task_id, token, now = str(uuid.uuid4()), new_token(), utcnow()
     record = TaskRecord(id=task_id, user=BREAKGLASS_ID, status=TaskStatus.QUEUED, created_at=now, updated_at=now, source="bulk",
                         job_id=str(uuid.uuid4()), resolved_id=BREAKGLASS_ID, token=token)  # fmt: skip
-    table(stack).create_entity(record.to_entity())
+    table(stack).create_entity(task_to_entity(record))
     queue(stack, "signout-bulk").send_message(TaskMessage(task_id, parse_user(BREAKGLASS_ID), token).to_text())
     done = wait_for_terminal(api, f"/api/signouts/{task_id}", timeout=LONG)
     assert (done["status"], done["error"]["category"]) == ("skipped", "protected_account")
@@ -146,7 +146,7 @@ def write_task(stack: LocalStack, user: dict[str, Any], **fields: Any) -> TaskRe
     now = utcnow()
     record = TaskRecord(id=str(uuid.uuid4()), user=user["id"], created_at=now - timedelta(minutes=5), updated_at=now - timedelta(minutes=4),
                         source="api", token=new_token(), **{"status": TaskStatus.QUEUED, **fields})  # fmt: skip
-    table(stack).create_entity(record.to_entity())
+    table(stack).create_entity(task_to_entity(record))
     table(stack).upsert_entity({"PartitionKey": "active", "RowKey": record.id, "Due": now - timedelta(minutes=1)})
     return record
 

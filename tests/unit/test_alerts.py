@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.domain.alerts import DEFAULT_USER_DIMENSIONS, MAX_ENTITIES, AlertUsers, parse_alert
-from shared.domain.problems import Problem
+from shared.domain.problems import ProblemError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "alerts"
 ADELE_ID = "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"
@@ -254,7 +254,7 @@ def test_alert_id_with_a_control_character_is_refused(control: str, fixture: str
     for key in path[:-1]:
         parent = parent[key]
     parent[path[-1]] = f"alert-1{control}forged"
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         parse_alert(payload)
     assert (caught.value.status, caught.value.title) == (400, "Invalid alert id")
     assert caught.value.errors == [{"pointer": pointer, "detail": "not printable"}]
@@ -339,7 +339,7 @@ def test_sentinel_incident_accepts_pascal_case_entities() -> None:
 def test_sentinel_accounts_without_incident_id_are_refused() -> None:
     payload = load("sentinel_accounts")
     del payload["incidentArmId"]
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         parse_alert(payload)
     assert caught.value.status == 400
     assert "incidentArmId" in caught.value.detail
@@ -381,7 +381,7 @@ def test_the_same_alert_delivered_twice_maps_to_the_same_id() -> None:
     [None, [], "alert", 42, {}, {"schemaId": "Microsoft.Insights/activityLogs", "data": {}}, {"value": []}, {"hello": "world"}],
 )
 def test_unknown_shapes_are_refused_naming_the_expected_ones(payload: object) -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         parse_alert(payload)
     problem = caught.value
     assert problem.status == 400
@@ -401,7 +401,7 @@ def test_unknown_shapes_are_refused_naming_the_expected_ones(payload: object) ->
     ],
 )
 def test_payloads_without_a_usable_id_are_refused(payload: dict, pointer: str) -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         parse_alert(payload)
     assert caught.value.status == 400
     assert caught.value.errors[0]["pointer"] == pointer
@@ -436,6 +436,6 @@ def test_empty_dimension_names_match_nothing() -> None:
 def test_defender_alert_without_id_in_a_list_is_located_by_its_pointer() -> None:
     alert = load("defender_xdr_alert")
     del alert["id"]
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         parse_alert({"value": ["junk", alert]})
     assert caught.value.errors[0]["pointer"] == "/value/1/id"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from shared.domain.alerts import AlertUsers, parse_alert
 from shared.domain.identifiers import parse_user
-from shared.domain.problems import Problem
+from shared.domain.problems import ProblemError
 from shared.domain.text import printable
 
 FIXTURE_DIR = Path(__file__).parent.parent / "fixtures" / "alerts"
@@ -83,7 +83,7 @@ def opted_in(value: object) -> bool:
 def parses_or_refuses(payload: object) -> None:
     try:
         result = parse_alert(payload)
-    except Problem as problem:
+    except ProblemError as problem:
         assert problem.status == 400 and problem.detail
     else:
         assert_well_formed(result, payload)

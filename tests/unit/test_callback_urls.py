@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shared.domain.callback_urls import InvalidCallback, check_callback_url
-from shared.domain.problems import Problem
+from shared.domain.callback_urls import InvalidCallbackError, check_callback_url
+from shared.domain.problems import ProblemError
 from shared.domain.requests import parse_signout_request
 
 HOSTS = ("*.logic.azure.com", "127.0.0.1:8443")
@@ -32,13 +32,13 @@ ASCII_NAME = "host must be an ASCII name (letters, digits, hyphens and dots)"
 def test_hosts_httpx_cannot_send_to_are_refused_with_the_reason(url: str, reason: str) -> None:
     with pytest.raises(Exception):  # the premise: the sender refuses them
         httpx.Request("POST", url)
-    with pytest.raises(InvalidCallback) as refused:
+    with pytest.raises(InvalidCallbackError) as refused:
         check_callback_url(url, HOSTS)
     assert str(refused.value) == reason
 
 
 def test_the_api_answers_such_a_host_with_a_400_pointing_at_callback_url() -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         parse_signout_request({"user": "adele.vance@contoso.com", "callbackUrl": "https://xn--zz.logic.azure.com/x"}, HOSTS)
     assert caught.value.status == 400
     assert [error["pointer"] for error in caught.value.errors] == ["/callbackUrl"]
@@ -46,7 +46,7 @@ def test_the_api_answers_such_a_host_with_a_400_pointing_at_callback_url() -> No
 
 def test_internationalised_names_are_refused_in_either_spelling() -> None:
     for url in ("https://b\u00fccher.logic.azure.com/x", "https://xn--bcher-kva.logic.azure.com/x"):
-        with pytest.raises(InvalidCallback, match="xn--"):
+        with pytest.raises(InvalidCallbackError, match="xn--"):
             check_callback_url(url, ANY_HOST)
 
 
@@ -67,7 +67,7 @@ def test_internationalised_names_are_refused_in_either_spelling() -> None:
     ],
 )
 def test_the_existing_rules_still_hold(url: str, reason: str) -> None:
-    with pytest.raises(InvalidCallback, match=re.escape(reason)):
+    with pytest.raises(InvalidCallbackError, match=re.escape(reason)):
         check_callback_url(url, HOSTS)
 
 
@@ -100,10 +100,10 @@ urls = st.builds(lambda scheme, host, port, tail: f"{scheme}{host}{port}{tail}",
 @example(url="https://\u0661a.logic.azure.com/")
 def test_every_accepted_url_can_be_sent(url: str) -> None:
     """Whatever check_callback_url accepts, httpx can build the request for (it may still fail to
-    connect, which is the callback's recorded outcome); anything else is an InvalidCallback."""
+    connect, which is the callback's recorded outcome); anything else is an InvalidCallbackError."""
     try:
         accepted = check_callback_url(url, ANY_HOST)
-    except InvalidCallback:
+    except InvalidCallbackError:
         return
     assert accepted == url
     request = httpx.Request("POST", accepted)

@@ -673,7 +673,7 @@ def test_playbook_request_is_accepted_by_the_service_parser() -> None:
         "the service refuses longer keys (an incident ARM id is >200)"
     )
     assert request["headers"]["x-functions-key"] == KEY
-    parsed = parse_signout_request(request["body"])  # the service's own validation: raises Problem(400) on anything wrong
+    parsed = parse_signout_request(request["body"])  # the service's own validation: raises ProblemError(400) on anything wrong
     assert [user.value for user in parsed.users] == users
     assert parsed.description == incident["object"]["properties"]["title"]
     assert parsed.correlation_id == str(incident["object"]["properties"]["incidentNumber"])

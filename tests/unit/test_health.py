@@ -17,8 +17,8 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from jsonschema import Draft4Validator
 
-from shared.usecases import health
-from shared.usecases.health import CHECKS, NO_PROTECTED_USERS, Check, Health, permission_report
+from shared.triggers import health
+from shared.triggers.health import CHECKS, NO_PROTECTED_USERS, Check, Health, permission_report
 from shared.settings import SettingsError, get_settings, load_settings
 
 SECRET = "SECRETvalue0123456789"

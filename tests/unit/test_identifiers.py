@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.domain.identifiers import InvalidIdentifier, parse_user
+from shared.domain.identifiers import InvalidIdentifierError, parse_user
 
 
 @pytest.mark.parametrize(
@@ -43,13 +43,13 @@ def test_accepts_object_ids_and_upns(raw: str, kind: str, value: str) -> None:
     ],
 )
 def test_rejects_anything_that_is_not_an_identifier(raw: str) -> None:
-    with pytest.raises(InvalidIdentifier):
+    with pytest.raises(InvalidIdentifierError):
         parse_user(raw)
 
 
 @pytest.mark.parametrize("raw", [None, 42, ["a@b.com"], {"id": "x"}])
 def test_rejects_non_strings(raw: object) -> None:
-    with pytest.raises(InvalidIdentifier, match="string"):
+    with pytest.raises(InvalidIdentifierError, match="string"):
         parse_user(raw)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.domain.callback_urls import deliver
-from shared.usecases.audit_log import QUIET_LOGGERS, apply_logging_policy
+from shared.adapters.callback_http import CallbackHttp
+from shared.runtime import QUIET_LOGGERS, apply_logging_policy
 
 ROOT = Path(__file__).parents[2]
 SIG = "SECRETsig0123456789"
@@ -50,9 +50,10 @@ def root_at_debug() -> Iterator[Collect]:
             logging.getLogger(name).setLevel(level)
 
 
-async def send_callback() -> dict:
+async def send_callback() -> bool:
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200))) as client:
-        return await deliver(client, URL, {"status": "succeeded"})
+        delivered, *_ = await CallbackHttp(client).post(URL, {"status": "succeeded"})
+        return delivered
 
 
 def test_without_the_policy_httpx_logs_the_callback_url(root_at_debug: Collect) -> None:
@@ -63,7 +64,7 @@ def test_without_the_policy_httpx_logs_the_callback_url(root_at_debug: Collect) 
 
 def test_the_policy_keeps_the_callback_url_out_of_every_record(root_at_debug: Collect) -> None:
     apply_logging_policy()
-    assert asyncio.run(send_callback())["status"] == "delivered"
+    assert asyncio.run(send_callback())
     assert not [message for message in root_at_debug.messages if SIG in message or "sig=" in message]
 
 
@@ -88,11 +89,11 @@ logging.getLogger().setLevel(logging.DEBUG)
 logging.getLogger().addHandler(Collect())
 import function_app
 import httpx
-from shared.domain.callback_urls import deliver
+from shared.adapters.callback_http import CallbackHttp
 async def main():
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200))) as client:
-        return await deliver(client, {URL!r}, {{}})
-assert asyncio.run(main())["status"] == "delivered"
+        return await CallbackHttp(client).post({URL!r}, {{}})
+assert asyncio.run(main())[0]
 print("LEAKED" if any({SIG!r} in message for message in records) else "CLEAN")
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)

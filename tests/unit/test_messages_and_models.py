@@ -8,8 +8,9 @@ import pytest
 from shared.domain.directory import GraphError
 from shared.adapters.graph import parse_retry_after
 from shared.domain.identifiers import parse_user
-from shared.domain.messages import InvalidMessage, TaskMessage, decode_message
-from shared.domain.tasks import ErrorCategory, InvalidTransition, TaskRecord, TaskStatus, utcnow
+from shared.domain.messages import InvalidMessageError, TaskMessage, decode_message
+from shared.adapters.tables.tasks import task_from_entity, task_to_entity
+from shared.domain.tasks import ErrorCategory, InvalidTransitionError, TaskRecord, TaskStatus, utcnow
 from shared.usecases.process_task import classify, retry_delay
 
 TASK = "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10"
@@ -42,7 +43,7 @@ def test_base64_message_is_accepted_too() -> None:
     ],
 )
 def test_invalid_messages_say_why_and_keep_the_task_id(raw: bytes, task_id: str | None) -> None:
-    with pytest.raises(InvalidMessage) as caught:
+    with pytest.raises(InvalidMessageError) as caught:
         decode_message(raw)
     assert caught.value.task_id == task_id
     assert caught.value.reason
@@ -56,12 +57,12 @@ def record(status: TaskStatus) -> TaskRecord:
 @pytest.mark.parametrize("terminal", [TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED])
 @pytest.mark.parametrize("wanted", list(TaskStatus))
 def test_terminal_tasks_never_move(terminal: TaskStatus, wanted: TaskStatus) -> None:
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransitionError):
         record(terminal).moved_to(wanted)
 
 
 def test_queued_cannot_skip_straight_to_succeeded() -> None:
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransitionError):
         record(TaskStatus.QUEUED).moved_to(TaskStatus.SUCCEEDED)
 
 
@@ -75,7 +76,7 @@ def test_record_survives_the_table_round_trip() -> None:
     original = record(TaskStatus.IN_PROGRESS).moved_to(
         TaskStatus.FAILED, error=classify(GraphError("denied", status=403, code="Authorization_RequestDenied", request_id="r-1"))
     )
-    assert TaskRecord.from_entity(original.to_entity()) == original
+    assert task_from_entity(task_to_entity(original)) == original
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from shared.domain import requests as signout_request
 from shared.usecases import queries as status_api
 from shared.domain.alerts import azure_monitor, defender_xdr, sentinel_alert, sentinel_incident
 from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus
-from shared.domain.problems import Problem, field_error
+from shared.domain.problems import ProblemError, field_error
 
 DOCUMENT_PATH = Path(__file__).parents[2] / "shared" / "openapi.json"
 DOC: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
@@ -444,13 +444,13 @@ def test_the_code_s_task_records_validate_against_the_schema() -> None:
 
 
 def test_problem_schema_matches_problem_bodies() -> None:
-    problem = Problem(400, "Invalid request", "1 problem(s) in the request body", [field_error("/users/3", "is not a user")])
+    problem = ProblemError(400, "Invalid request", "1 problem(s) in the request body", [field_error("/users/3", "is not a user")])
     body = problem.body("/api/signouts")
     assert set(body) == set(definition("Problem")["properties"]) - {"tasks"}  # tasks: only for a partly accepted 503
     assert set(body["errors"][0]) == set(definition("ProblemError")["properties"])
     assert_valid("Problem", body)
-    assert_valid("Problem", Problem(404, "Task not found").body())
-    partly = Problem(503, "Partly accepted", extra={"tasks": [{"id": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "a@contoso.com", "status": "queued"}]})
+    assert_valid("Problem", ProblemError(404, "Task not found").body())
+    partly = ProblemError(503, "Partly accepted", extra={"tasks": [{"id": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "a@contoso.com", "status": "queued"}]})
     assert_valid("Problem", partly.body())
 
 
@@ -477,7 +477,7 @@ def test_alert_kinds_match_the_parsers() -> None:
 
 
 def test_health_schema_matches_the_report_shape() -> None:
-    from shared.usecases.health import permission_report
+    from shared.triggers.health import permission_report
 
     report = {
         "status": "unhealthy",

@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 from shared.triggers.auth import CREATE_ROLE, READ_ROLE, authorize, parse_principal
-from shared.domain.problems import Problem
+from shared.domain.problems import ProblemError
 from tests.app_functions import registered_functions
 
 
@@ -32,7 +32,7 @@ def easy_auth(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def status_of(call: object) -> int:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         call()  # type: ignore[operator]
     return caught.value.status
 

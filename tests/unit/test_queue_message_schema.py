@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from shared.domain.messages import DirectRequest, InvalidMessage, TaskMessage, decode_message
+from shared.domain.messages import DirectRequest, InvalidMessageError, TaskMessage, decode_message
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "shared/schemas/queue-message.v1.schema.json").read_text())
 TASK = "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10"
@@ -44,7 +44,7 @@ def test_valid_messages_pass_both(message: dict) -> None:
 @pytest.mark.parametrize("message", INVALID)
 def test_invalid_messages_fail_both(message: dict) -> None:
     assert list(Draft202012Validator(SCHEMA).iter_errors(message))
-    with pytest.raises(InvalidMessage):
+    with pytest.raises(InvalidMessageError):
         decode_message(json.dumps(message).encode())
 
 

@@ -23,13 +23,13 @@ import azure.functions as func
 import pytest
 
 from shared.usecases import audit_log as logs
-from shared.domain.messages import CallbackMessage, DirectRequest, InvalidMessage, JobPageMessage, TaskMessage, decode_message
+from shared.domain.messages import CallbackMessage, DirectRequest, InvalidMessageError, JobPageMessage, TaskMessage, decode_message
 from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
-from shared.domain.problems import PROBLEM_CONTENT_TYPE, Problem, pointer_to
+from shared.domain.problems import PROBLEM_CONTENT_TYPE, ProblemError, pointer_to
 from shared.usecases.process_task import Lane, Priority, process_message, process_poison
 from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request
 from shared.usecases.queries import parse_log_query
-from shared.adapters.tables.store import time_key
+from shared.adapters.tables.keys import time_key
 from tests.app_functions import registered_functions
 
 TASK = "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10"
@@ -62,14 +62,14 @@ def problem_of(response: func.HttpResponse, status: int) -> dict[str, Any]:
     return body
 
 
-def raised(call_: Any) -> Problem:
-    with pytest.raises(Problem) as caught:
+def raised(call_: Any) -> ProblemError:
+    with pytest.raises(ProblemError) as caught:
         call_()
     return caught.value
 
 
-def invalid(raw: bytes) -> InvalidMessage:
-    with pytest.raises(InvalidMessage) as caught:
+def invalid(raw: bytes) -> InvalidMessageError:
+    with pytest.raises(InvalidMessageError) as caught:
         decode_message(raw)
     assert caught.value.reason
     return caught.value
@@ -161,7 +161,7 @@ def test_defect2_printable_values_are_logged_as_they_are(caplog: pytest.LogCaptu
     assert f"task taskId={TASK} status=succeeded user=zoë@contoso.com correlationId=INC 1 (Sentinel)" in caplog.text
 
 
-# --- 3. queue messages that crashed the decoder are InvalidMessage, dropped once ---------------
+# --- 3. queue messages that crashed the decoder are InvalidMessageError, dropped once ---------------
 CRASHING_MESSAGES = {
     "non-ASCII plain text": "Zoë@contoso.com".encode(),
     "non-ASCII text padded": "  é  ".encode(),

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from shared.usecases.health import permission_report, token_roles
+from shared.triggers.health import permission_report, token_roles
 from shared.settings import SettingsError, load_settings
 from shared.usecases.queries import parse_log_query
-from shared.domain.problems import Problem
+from shared.domain.problems import ProblemError
 
 
 def test_defaults() -> None:
@@ -136,6 +136,6 @@ def test_least_privilege_set_is_healthy_and_broad_grants_are_flagged() -> None:
     [{"top": "0"}, {"top": "101"}, {"top": "x"}, {"status": "done"}, {"since": "yesterday"}, {"user": "a/b"}, {"continuationToken": "bad!"}, {"filter": "x"}],
 )
 def test_log_query_rejects_bad_parameters(params: dict) -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         parse_log_query(params)
     assert caught.value.status == 400

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from shared.domain.problems import Problem
+from shared.domain.problems import ProblemError
 from shared.domain.requests import MAX_BODY_BYTES, load_json_object, parse_signout_request, require_json
 
 
-def problem_of(body: dict) -> Problem:
-    with pytest.raises(Problem) as caught:
+def problem_of(body: dict) -> ProblemError:
+    with pytest.raises(ProblemError) as caught:
         parse_signout_request(body)
     return caught.value
 
@@ -67,7 +67,7 @@ def test_1000_users_is_fine() -> None:
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/xml", "multipart/form-data"])
 def test_wrong_content_type_is_415(content_type: str | None) -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         require_json(content_type)
     assert caught.value.status == 415
 
@@ -78,13 +78,13 @@ def test_json_with_charset_is_fine() -> None:
 
 @pytest.mark.parametrize("body", [b"", b"{", b"not json", b"\xff\xfe", b"[1,2]", b'"users"', b"[" * 100000])
 def test_malformed_or_non_object_json_is_400(body: bytes) -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         load_json_object(body)
     assert caught.value.status == 400
 
 
 def test_oversized_body_is_413_before_parsing() -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(ProblemError) as caught:
         load_json_object(b" " * (MAX_BODY_BYTES + 1))
     assert caught.value.status == 413
 

@@ -165,14 +165,8 @@ def test_idempotency_keys_are_scoped_by_caller_and_never_reach_the_alert_namespa
 
 
 # --- 3(a). a 202 only when the record is known to be written ---------------------------------------------
-class UnsureStore:
+class UnsureTasks:
     """The record write fails, and so does the read-back: storage cannot say whether it landed."""
-
-    def __init__(self) -> None:
-        self.steps: list[str] = []
-
-    async def mark_active(self, task_id: str, due: Any) -> None:
-        self.steps.append("mark_active")
 
     async def create(self, record: TaskRecord, user: Any = None) -> TaskRecord:
         raise ServiceRequestError("connection reset")
@@ -181,25 +175,24 @@ class UnsureStore:
         raise ServiceRequestError("connection reset")
 
 
-class RecordingQueue:
+class Recorder:
+    """Any other port: records the calls made to it."""
+
     def __init__(self) -> None:
         self.steps: list[str] = []
 
-    async def put(self, queue: str, text: str, delay: float = 0) -> str:
-        self.steps.append("put")
-        return "receipt"
+    def __getattr__(self, name: str) -> Any:
+        async def step(*args: Any, **kwargs: Any) -> str:
+            self.steps.append(name)
+            return "receipt"
 
-    async def release(self, receipt: str) -> None:
-        self.steps.append("release")
-
-    async def withdraw(self, receipt: str) -> None:
-        self.steps.append("withdraw")
+        return step
 
 
 def test_an_accept_whose_record_write_cannot_be_confirmed_is_refused_not_202() -> None:
     now = utcnow()
     record = TaskRecord(id=TASK, user="adele@contoso.com", status=TaskStatus.QUEUED, created_at=now, updated_at=now, token=new_token())
-    rt = SimpleNamespace(store=UnsureStore(), queue=RecordingQueue(), settings=SimpleNamespace(signout_queue="signout-requests"))
+    rt = SimpleNamespace(tasks=UnsureTasks(), index=Recorder(), pending=Recorder(), queue=Recorder(), settings=SimpleNamespace(signout_queue="signout-requests"))
     with pytest.raises(ServiceRequestError):
         asyncio.run(_create(rt, parse_user("adele@contoso.com"), record))  # type: ignore[arg-type]
     assert "release" not in rt.queue.steps  # the hidden message surfaces only after the accept window
@@ -226,19 +219,19 @@ def test_a_dropped_message_is_logged_without_its_token(caplog: pytest.LogCapture
 
 # --- docs/security.md open findings A-C (fixed in code before this round; pinned here) -----------
 def test_finding_a_the_api_refuses_c1_controls_in_correlation_id() -> None:
-    from shared.domain.problems import Problem
+    from shared.domain.problems import ProblemError
     from shared.domain.requests import parse_signout_request
 
     for char in ("\x85", "\x9b", "\x80"):
-        with pytest.raises(Problem) as refused:
+        with pytest.raises(ProblemError) as refused:
             parse_signout_request({"user": "a@contoso.com", "correlationId": f"INC-1{char}forged"})
         assert refused.value.status == 400 and refused.value.errors[0]["pointer"] == "/correlationId"
 
 
 def test_finding_c_an_unknown_field_name_cannot_forge_a_log_line() -> None:
-    from shared.domain.messages import InvalidMessage
+    from shared.domain.messages import InvalidMessageError
 
     raw = b'{"user": "a@contoso.com", "x\\n2026-11-26 15:00:00,000 INFO signout.task: forged": 1}'
-    with pytest.raises(InvalidMessage) as refused:
+    with pytest.raises(InvalidMessageError) as refused:
         decode_message(raw)
     assert "\n" not in refused.value.reason and len(refused.value.reason.splitlines()) == 1

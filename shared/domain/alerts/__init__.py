@@ -2,7 +2,7 @@
 Microsoft Defender XDR post, into the users found and the entities that could not be used.
 
 Pure parsing, no I/O. Every identifier goes through `parse_user`; nothing is guessed. Any payload,
-however malformed, either parses or raises `Problem(400)`.
+however malformed, either parses or raises `ProblemError(400)`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from shared.domain.alerts import azure_monitor, defender_xdr, sentinel_alert, se
 from shared.domain.alerts.azure_monitor import DEFAULT_USER_DIMENSIONS
 from shared.domain.alerts.common import MAX_ENTITIES, Parsed, collect
 from shared.domain.identifiers import UserRef
-from shared.domain.problems import Problem, field_error
+from shared.domain.problems import ProblemError, field_error
 
 __all__ = ["DEFAULT_USER_DIMENSIONS", "MAX_ENTITIES", "AlertUsers", "parse_alert"]
 
@@ -60,4 +60,4 @@ def _parse(payload: object, dimension_names: frozenset[str]) -> tuple[str, Parse
         if defender_xdr.matches(payload):
             return defender_xdr.KIND, defender_xdr.parse(payload)
     detail = f"expected {EXPECTED_SHAPES}"
-    raise Problem(400, "Unrecognized alert payload", detail, [field_error("", "not a known alert shape")])
+    raise ProblemError(400, "Unrecognized alert payload", detail, [field_error("", "not a known alert shape")])

@@ -25,7 +25,7 @@ from itertools import islice
 
 from shared.domain.alerts.common import Candidate, Parsed, describe, field, items, or_else, required_id, text, title
 from shared.domain.identifiers import is_object_id
-from shared.domain.problems import Problem, field_error
+from shared.domain.problems import ProblemError, field_error
 
 KIND = "azure_monitor"
 SCHEMA_ID = "azureMonitorCommonAlertSchema"
@@ -64,7 +64,7 @@ def parse(payload: dict, dimension_names: frozenset[str]) -> Parsed:
     essentials = field(data, "essentials")
     if not isinstance(essentials, dict):
         detail = "an Azure Monitor common schema alert has data.essentials"
-        raise Problem(400, "Invalid Azure Monitor alert", detail, [field_error("/data/essentials", "missing")])
+        raise ProblemError(400, "Invalid Azure Monitor alert", detail, [field_error("/data/essentials", "missing")])
     caller_ignored = _signal(essentials) == "activitylog" and not _signs_out_caller(data)
     return Parsed(
         alert_id=required_id(essentials, "/data/essentials/alertId", "alertId", "originAlertId"),

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from shared.domain.identifiers import InvalidIdentifier, UserRef, parse_user
-from shared.domain.problems import Problem, field_error
+from shared.domain.identifiers import InvalidIdentifierError, UserRef, parse_user
+from shared.domain.problems import ProblemError, field_error
 from shared.domain.text import printable
 
 MAX_ENTITIES = 1000  # candidate accounts per payload; more is a broken rule or an attack
@@ -96,13 +96,13 @@ def required_id(mapping: object, pointer: str, *names: str) -> str:
     value = next((found for name in names if (found := text(field(mapping, name)))), None)
     if value is None:
         detail = f"the alert has no {' or '.join(names)}; it is needed to process a redelivered alert once"
-        raise Problem(400, "Alert has no id", detail, [field_error(pointer, "missing")])
+        raise ProblemError(400, "Alert has no id", detail, [field_error(pointer, "missing")])
     if len(value) > MAX_ID:
         detail = f"the alert id is longer than {MAX_ID} characters"
-        raise Problem(400, "Alert id too long", detail, [field_error(pointer, "too long")])
+        raise ProblemError(400, "Alert id too long", detail, [field_error(pointer, "too long")])
     if not printable(value):  # stored and logged as one line, like a correlation id
         detail = "the alert id must be one line of printable text: no control characters, line or paragraph separators"
-        raise Problem(400, "Invalid alert id", detail, [field_error(pointer, "not printable")])
+        raise ProblemError(400, "Invalid alert id", detail, [field_error(pointer, "not printable")])
     return value
 
 
@@ -131,7 +131,7 @@ def _resolve(candidate: Candidate) -> tuple[UserRef | None, str, str]:
     for source, raw in candidate.options:
         try:
             return parse_user(raw), source, ""
-        except InvalidIdentifier as invalid:
+        except InvalidIdentifierError as invalid:
             reason = reason or f"{source} {invalid}"
     return None, "", reason or "no identifier"
 

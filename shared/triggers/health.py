@@ -46,7 +46,7 @@ SILENT = (ServiceRequestError, ServiceResponseError, httpx.TransportError, OSErr
 Probe = Callable[[], Awaitable[dict[str, Any]]]
 
 
-class CheckFailed(Exception):
+class CheckFailedError(Exception):
     """A probe's failure with a fixed description, safe to show to anyone."""
 
 
@@ -93,7 +93,7 @@ async def _configuration() -> dict[str, Any]:
 
 async def _storage() -> dict[str, Any]:
     rt = runtime()
-    await asyncio.gather(rt.store.ping(), rt.queue.ping(rt.settings.signout_queue))
+    await asyncio.gather(rt.table.ping(), rt.queue.ping(rt.settings.signout_queue))
     return {}
 
 
@@ -103,7 +103,7 @@ async def _graph_permissions() -> dict[str, Any]:
     try:
         return permission_report(token_roles(token.token))
     except ValueError:
-        raise CheckFailed("the token is not a readable JWT") from None
+        raise CheckFailedError("the token is not a readable JWT") from None
 
 
 async def _protection() -> dict[str, Any]:
@@ -111,13 +111,13 @@ async def _protection() -> dict[str, Any]:
     try:
         resolved = await runtime().protected.current()
     except GraphError as failure:  # its message names the entry by position, never its value
-        raise CheckFailed(failure.message) from None
+        raise CheckFailedError(failure.message) from None
     return {"resolved": len(resolved.object_ids)}
 
 
 async def _tasks() -> dict[str, Any]:
     """Unfinished tasks, and those waiting to be retried with the earliest next attempt."""
-    unfinished, waiting, earliest = await runtime().store.count_active(TASKS_COUNTED)
+    unfinished, waiting, earliest = await runtime().index.count_active(TASKS_COUNTED)
     return {"unfinished": unfinished, "retrying": waiting, **({"nextAttemptAt": iso(earliest)} if earliest else {})}
 
 
@@ -134,7 +134,7 @@ def _failure(name: str, check: Check, exc: Exception) -> dict[str, Any]:
     log.warning("health: %s check failed: %s", name, type(exc).__name__)  # the type only: messages may hold URLs
     if isinstance(exc, SettingsError):
         return {"ok": False, "state": "failing", "error": exc.public, **({"setting": exc.setting} if exc.setting else {})}
-    if isinstance(exc, CheckFailed):
+    if isinstance(exc, CheckFailedError):
         text = str(exc)
     elif isinstance(exc, SILENT):
         text = check.silent
