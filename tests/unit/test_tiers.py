@@ -27,7 +27,7 @@ def test_a_test_outside_the_tier_directories_fails_collection(path: Path) -> Non
 
 def test_a_test_marked_with_another_tier_than_its_directory_fails_collection() -> None:
     check_declared("tests/integration/test_x.py::t", "integration", {"integration"})  # as the integration modules say
-    with pytest.raises(pytest.UsageError, match="in the fuzz tier .* but is marked integration"):
+    with pytest.raises(pytest.UsageError, match=r"in the fuzz tier .* but is marked integration"):
         check_declared("tests/fuzz/test_x.py::t", "fuzz", {"integration"})
 
 
