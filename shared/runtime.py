@@ -138,6 +138,13 @@ class Runtime:
             await self.credential.close()
 
 
+def warm_up() -> None:
+    """Load what msgraph-sdk imports lazily on first use, once at worker start-up."""
+    from shared.adapters.graph import warm_up as warm_up_graph  # noqa: PLC0415 - msgraph-sdk is slow to import
+
+    warm_up_graph()
+
+
 _runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
 
 

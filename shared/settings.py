@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from shared.domain.identifiers import InvalidIdentifierError, parse_user
 
 DEFAULT_GRAPH_ENDPOINT = "https://graph.microsoft.com"
+STORAGE_CONNECTION = "AzureWebJobsStorage"  # the Functions connection the triggers and clients use
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 # App settings the code reads (storage connection settings are read by prefix).

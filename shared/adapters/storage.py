@@ -14,9 +14,9 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
-from shared.settings import SettingsError
+from shared.settings import STORAGE_CONNECTION, SettingsError
 
-CONNECTION = "AzureWebJobsStorage"
+CONNECTION = STORAGE_CONNECTION
 # Fail within seconds, not minutes, when storage is down: the caller gets a 503 and retries,
 # and the queue worker's own message is simply redelivered.
 _QUEUE_RETRY = {"initial_backoff": 0.3, "increment_base": 2, "retry_total": 3, "random_jitter_range": 0.2}

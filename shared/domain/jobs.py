@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.domain.principal import Principal
+
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +15,7 @@ class Job:
     group_id: str | None  # None: every user of the tenant
     description: str
     correlation_id: str | None
-    requested_by: dict[str, str] | None
+    requested_by: Principal | None
     created_at: datetime
     started_at: datetime | None = None  # its first page was read
     pages_done: int = 0
@@ -24,7 +26,7 @@ class Job:
     finished_at: datetime | None = None
     error: str | None = None  # enumeration stopped for good (unknown group, missing permission)
     cancelled_at: datetime | None = None
-    cancelled_by: dict[str, str] | None = None
+    cancelled_by: Principal | None = None
     page_failing_since: datetime | None = None  # the next page has failed since then (retry budget)
     page_failures: int = 0
     token: str | None = field(default=None, repr=False)  # carried by the job's own page messages

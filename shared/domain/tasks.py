@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.domain.principal import Principal
+
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
@@ -98,7 +100,7 @@ class TaskRecord:
     updated_at: datetime
     description: str = ""
     source: str = "api"
-    requested_by: dict[str, str] | None = None
+    requested_by: Principal | None = None
     correlation_id: str | None = None
     alert_id: str | None = None  # the alert or incident that asked for this sign-out
     job_id: str | None = None  # the bulk job this task belongs to
@@ -136,7 +138,7 @@ class TaskRecord:
             "status": self.status.value,
             "description": self.description,
             "source": self.source,
-            "requestedBy": self.requested_by,
+            "requestedBy": self.requested_by.as_api() if self.requested_by else None,
             "correlationId": self.correlation_id,
             "alertId": self.alert_id,
             "jobId": self.job_id,

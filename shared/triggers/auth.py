@@ -12,11 +12,11 @@ import base64
 import binascii
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
 
+from shared.domain.principal import Principal
 from shared.domain.problems import ProblemError
 
 CREATE_ROLE = "SignOuts.Create"  # create sign-outs and bulk jobs, post alerts
@@ -26,18 +26,6 @@ _OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentif
 _APP_ID_CLAIMS = ("azp", "appid")
 _NAME_CLAIMS = ("name", "preferred_username", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
 MAX_HEADER_CHARS = 16 * 1024
-
-
-@dataclass(frozen=True)
-class Principal:
-    object_id: str | None
-    app_id: str | None
-    display_name: str | None
-    roles: frozenset[str]
-
-    def as_requested_by(self) -> dict[str, str]:
-        fields = {"objectId": self.object_id, "appId": self.app_id, "displayName": self.display_name}
-        return {key: value for key, value in fields.items() if value}
 
 
 def easy_auth_enabled() -> bool:
@@ -70,8 +58,9 @@ def parse_principal(header: str) -> Principal:
     return Principal(_first(claims, _OBJECT_ID_CLAIMS), _first(claims, _APP_ID_CLAIMS), _first(claims, _NAME_CLAIMS), roles)
 
 
-def authorize(req: func.HttpRequest, role: str) -> dict[str, str] | None:
-    """The caller's identity for `requestedBy`; raises 401/403 Problems when it may not call."""
+def authorize(req: func.HttpRequest, role: str) -> Principal | None:
+    """The caller's identity for `requestedBy`; raises 401/403 problems when it may not call.
+    Routes declare their role once, with `triggers.responses.endpoint(role=...)`."""
     header = req.headers.get(PRINCIPAL_HEADER)
     if header is not None and not easy_auth_enabled():
         raise ProblemError(401, "Unauthorized", f"{PRINCIPAL_HEADER} is only accepted when App Service Authentication is enabled")
@@ -81,4 +70,4 @@ def authorize(req: func.HttpRequest, role: str) -> dict[str, str] | None:
             raise ProblemError(401, "Unauthorized", "sign in with Entra ID (App Service Authentication) to call this endpoint")
         if role not in principal.roles:
             raise ProblemError(403, "Forbidden", f"this endpoint needs the app role {role}")
-    return principal.as_requested_by() if principal else None
+    return principal

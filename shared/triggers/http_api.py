@@ -7,19 +7,20 @@ from pathlib import Path
 
 import azure.functions as func
 
-from shared.usecases import queries
-from shared.triggers.health import check_health
-from shared.triggers.responses import absolute_url, endpoint, json_response
 from shared.domain.alerts import parse_alert
-from shared.usecases.intake import accept, accept_alert, idempotency_scope, idempotent
-from shared.usecases.bulk import Job, JobFinishedError, cancel_job, create_job, get_job, job_report
 from shared.domain.messages import is_task_id
-from shared.domain.tasks import TaskRecord
-from shared.triggers.auth import CREATE_ROLE, READ_ROLE, authorize
+from shared.domain.principal import Principal
 from shared.domain.problems import ProblemError, field_error
+from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request, require_json
+from shared.domain.tasks import TaskRecord
 from shared.runtime import runtime
 from shared.settings import get_settings
-from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request, require_json
+from shared.triggers.auth import CREATE_ROLE, READ_ROLE
+from shared.triggers.health import check_health
+from shared.triggers.responses import absolute_url, caller, endpoint, json_response
+from shared.usecases import queries
+from shared.usecases.bulk import Job, JobFinishedError, cancel_job, create_job, get_job, job_report
+from shared.usecases.intake import accept, accept_alert, idempotency_scope, idempotent
 
 bp = func.Blueprint()
 
@@ -35,9 +36,9 @@ def status_url(req: func.HttpRequest, task: TaskRecord) -> str:
 
 
 @bp.route(route="signouts", methods=["POST"])
-@endpoint
+@endpoint(role=CREATE_ROLE)
 async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
-    requested_by = authorize(req, CREATE_ROLE)
+    requested_by = caller()
     require_json(req.headers.get("content-type"))
     data = load_json_object(req.get_body())
     key = _idempotency_key(req)
@@ -53,9 +54,8 @@ async def create_signouts(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="signouts/{id}", methods=["GET"])
-@endpoint
+@endpoint(role=READ_ROLE)
 async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
-    authorize(req, READ_ROLE)
     rt = runtime()
     task = await queries.get_task(rt, req.route_params.get("id", ""))
     url = status_url(req, task)
@@ -66,9 +66,8 @@ async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="signouts", methods=["GET"])
-@endpoint
+@endpoint(role=READ_ROLE)
 async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
-    authorize(req, READ_ROLE)
     query = queries.parse_log_query(dict(req.params))
     page = await queries.read_log(runtime(), query)
     body: dict[str, object] = {"tasks": [task.to_api(status_url(req, task)) for task in page.tasks]}
@@ -78,7 +77,7 @@ async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(body)
 
 
-async def _create_job(req: func.HttpRequest, data: dict[str, object], key: str | None, requested_by: dict[str, str] | None) -> func.HttpResponse:
+async def _create_job(req: func.HttpRequest, data: dict[str, object], key: str | None, requested_by: Principal | None) -> func.HttpResponse:
     request = parse_bulk_request(data, get_settings().allow_all_users)
     rt = runtime()
 
@@ -100,9 +99,8 @@ def job_url(req: func.HttpRequest, job_id: str) -> str:
 
 
 @bp.route(route="jobs/{id}", methods=["GET"])
-@endpoint
+@endpoint(role=READ_ROLE)
 async def get_job_status(req: func.HttpRequest) -> func.HttpResponse:
-    authorize(req, READ_ROLE)
     return await _job_response(req, await _existing_job(req.route_params.get("id", "")))
 
 
@@ -126,10 +124,10 @@ async def _job_response(req: func.HttpRequest, job: Job) -> func.HttpResponse:
 
 
 @bp.route(route="jobs/{id}/cancel", methods=["POST"])
-@endpoint
+@endpoint(role=CREATE_ROLE)
 async def cancel_job_request(req: func.HttpRequest) -> func.HttpResponse:
     """Stop a bulk job: no further page is read and tasks that have not started are skipped."""
-    requested_by = authorize(req, CREATE_ROLE)
+    requested_by = caller()
     job = await _existing_job(req.route_params.get("id", ""))
     try:
         job = await cancel_job(runtime(), job, requested_by)
@@ -139,10 +137,10 @@ async def cancel_job_request(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="alerts", methods=["POST"])
-@endpoint
+@endpoint(role=CREATE_ROLE)
 async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
     """Azure Monitor (common alert schema), Microsoft Sentinel and Defender XDR alerts."""
-    requested_by = authorize(req, CREATE_ROLE)
+    requested_by = caller()
     require_json(req.headers.get("content-type"))
     alert = parse_alert(load_json_object(req.get_body(), MAX_ALERT_BYTES), dimension_names=get_settings().alert_user_dimensions)
     summary = {"kind": alert.kind, "alertId": alert.alert_id}
@@ -159,14 +157,13 @@ async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="openapi.json", methods=["GET"])
-@endpoint
+@endpoint(role=READ_ROLE)
 async def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
-    authorize(req, READ_ROLE)
     return func.HttpResponse(openapi_document(), mimetype="application/json")
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@endpoint
+@endpoint(role=None)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     report = await check_health()
     return json_response(report, 200 if report["status"] == "healthy" else 503)

@@ -5,31 +5,30 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.adapters.graph import warm_up
-from shared.usecases.retention import apply_retention
-from shared.runtime import runtime
+from shared.runtime import runtime, warm_up
+from shared.settings import STORAGE_CONNECTION
 from shared.usecases.process_task import bulk_lane, page_lane, process_message, process_poison, single_lane
-from shared.adapters.storage import CONNECTION
+from shared.usecases.retention import apply_retention
 from shared.usecases.sweeper import sweep
 
 bp = func.Blueprint()
-warm_up()
+warm_up()  # msgraph-sdk's lazily loaded models, at worker start-up: the first sign-out is not late
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%", connection=CONNECTION)
+@bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%", connection=STORAGE_CONNECTION)
 async def signout_worker(msg: func.QueueMessage) -> None:
     """Single and alert-driven tasks, direct requests (Logic Apps) and callback deliveries."""
     rt = runtime()
     await process_message(rt, msg.get_body(), msg.id or "", single_lane(rt))
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%-poison", connection=CONNECTION)
+@bp.queue_trigger(arg_name="msg", queue_name="%SIGNOUT_QUEUE_NAME%-poison", connection=STORAGE_CONNECTION)
 async def signout_poison(msg: func.QueueMessage) -> None:
     rt = runtime()
     await process_poison(rt, msg.get_body(), msg.id or "", single_lane(rt))
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%", connection=CONNECTION)
+@bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%", connection=STORAGE_CONNECTION)
 async def bulk_worker(msg: func.QueueMessage) -> None:
     """Bulk jobs' per-user tasks, on a queue of their own so that an alert-driven sign-out never
     waits behind them."""
@@ -37,13 +36,13 @@ async def bulk_worker(msg: func.QueueMessage) -> None:
     await process_message(rt, msg.get_body(), msg.id or "", bulk_lane(rt))
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%-poison", connection=CONNECTION)
+@bp.queue_trigger(arg_name="msg", queue_name="%BULK_QUEUE_NAME%-poison", connection=STORAGE_CONNECTION)
 async def bulk_poison(msg: func.QueueMessage) -> None:
     rt = runtime()
     await process_poison(rt, msg.get_body(), msg.id or "", bulk_lane(rt))
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="%BULK_PAGE_QUEUE_NAME%", connection=CONNECTION)
+@bp.queue_trigger(arg_name="msg", queue_name="%BULK_PAGE_QUEUE_NAME%", connection=STORAGE_CONNECTION)
 async def bulk_pages(msg: func.QueueMessage) -> None:
     """Bulk jobs' enumeration, one Graph page per message, apart from the tasks it produces so
     that the next page never waits behind 999 of them."""
@@ -51,7 +50,7 @@ async def bulk_pages(msg: func.QueueMessage) -> None:
     await process_message(rt, msg.get_body(), msg.id or "", page_lane(rt))
 
 
-@bp.queue_trigger(arg_name="msg", queue_name="%BULK_PAGE_QUEUE_NAME%-poison", connection=CONNECTION)
+@bp.queue_trigger(arg_name="msg", queue_name="%BULK_PAGE_QUEUE_NAME%-poison", connection=STORAGE_CONNECTION)
 async def bulk_pages_poison(msg: func.QueueMessage) -> None:
     rt = runtime()
     await process_poison(rt, msg.get_body(), msg.id or "", page_lane(rt))

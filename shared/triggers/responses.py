@@ -6,15 +6,18 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from shared.usecases.intake import BusyError, PartlyAcceptedError
+from shared.domain.principal import Principal
 from shared.domain.problems import PROBLEM_CONTENT_TYPE, ProblemError
 from shared.settings import SettingsError
+from shared.triggers.auth import authorize
+from shared.usecases.intake import BusyError, PartlyAcceptedError
 
 log = logging.getLogger("signout.http")
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
@@ -47,28 +50,46 @@ def _unavailable(exc: Exception) -> ProblemError | None:
     return None
 
 
-def endpoint(handler: Handler) -> Handler:
-    """Render Problems as problem+json, dependency outages as 503, anything else as a bare 500."""
+_caller: ContextVar[Principal | None] = ContextVar("caller", default=None)
 
-    @functools.wraps(handler)
-    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        path = urlsplit(req.url).path
-        try:
-            return await handler(req)
-        except ProblemError as problem:
-            return problem_response(problem, path)
-        except SettingsError as exc:  # nothing is accepted or run until it is fixed (fail closed)
-            log.error("configuration error: %s", exc)
-            return problem_response(ProblemError(503, "Service misconfigured", f"{exc.public}; ask the administrator to fix it"), path)
-        except Exception as exc:
-            unavailable = _unavailable(exc)
-            if unavailable is not None:
-                log.warning("dependency unavailable on %s: %s", path, type(exc).__name__)
-                return problem_response(unavailable, path)
-            log.exception("unexpected error on %s", path)
-            return problem_response(ProblemError(500, "Internal error", "an unexpected error occurred"), path)
 
-    return wrapper
+def caller() -> Principal | None:
+    """The signed-in caller of the request being handled (None with function keys only)."""
+    return _caller.get()
+
+
+def endpoint(role: str | None) -> Callable[[Handler], Handler]:
+    """Declare a route once: the app role it needs (None: anonymous, health only), checked before
+    the handler runs; then Problems render as problem+json, dependency outages as 503, anything
+    else as a bare 500."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+            path = urlsplit(req.url).path
+            try:
+                token = _caller.set(authorize(req, role) if role else None)
+                try:
+                    return await handler(req)
+                finally:
+                    _caller.reset(token)
+            except ProblemError as problem:
+                return problem_response(problem, path)
+            except SettingsError as exc:  # nothing is accepted or run until it is fixed (fail closed)
+                log.error("configuration error: %s", exc)  # noqa: TRY400 - the message names the fix; no traceback needed
+                return problem_response(ProblemError(503, "Service misconfigured", f"{exc.public}; ask the administrator to fix it"), path)
+            except Exception as exc:  # noqa: BLE001 - the edge: every failure becomes a response
+                unavailable = _unavailable(exc)
+                if unavailable is not None:
+                    log.warning("dependency unavailable on %s: %s", path, type(exc).__name__)
+                    return problem_response(unavailable, path)
+                log.exception("unexpected error on %s", path)
+                return problem_response(ProblemError(500, "Internal error", "an unexpected error occurred"), path)
+
+        wrapper.required_role = role  # type: ignore[attr-defined]  # read by tests: every route declares one
+        return wrapper
+
+    return decorate
 
 
 def absolute_url(req: func.HttpRequest, path: str, query: dict[str, str] | None = None) -> str:

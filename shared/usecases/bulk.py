@@ -25,6 +25,7 @@ from shared.domain.directory import GraphError, PageUser, UserPage
 from shared.domain.errors import ConcurrentUpdateError
 from shared.domain.identifiers import parse_user
 from shared.domain.jobs import Job
+from shared.domain.principal import Principal
 from shared.domain.messages import JobPageMessage, TaskMessage, new_token, token_matches
 from shared.domain.retry import retry_delay
 from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
@@ -63,7 +64,7 @@ _PARALLEL = 4
 
 
 async def create_job(rt: BulkDeps, group_id: str | None, description: str, correlation_id: str | None,
-                     requested_by: dict[str, str] | None) -> Job:  # fmt: skip
+                     requested_by: Principal | None) -> Job:  # fmt: skip
     job = Job(str(uuid.uuid4()), group_id, description, correlation_id, requested_by, utcnow(), token=new_token())
     job = await rt.jobs.create(job)
     await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, 1, job.token).to_text())
@@ -235,7 +236,7 @@ class JobFinishedError(Exception):
     """The job has finished: there is nothing left to cancel."""
 
 
-async def cancel_job(rt: BulkDeps, job: Job, cancelled_by: dict[str, str] | None) -> Job:
+async def cancel_job(rt: BulkDeps, job: Job, cancelled_by: Principal | None) -> Job:
     """Stop the job: no further page is read, and its tasks that have not started are skipped
     when their message comes (within CANCEL_CHECK_SECONDS); running ones finish. Idempotent."""
     for _ in range(10):
@@ -308,7 +309,7 @@ async def job_report(rt: BulkDeps, job: Job) -> tuple[dict[str, Any], bool]:
         "error": job.error,
         "description": job.description,
         "correlationId": job.correlation_id,
-        "requestedBy": job.requested_by,
+        "requestedBy": job.requested_by.as_api() if job.requested_by else None,
         "counts": {
             "discovered": job.discovered,
             "queued": job.discovered - started,
@@ -320,7 +321,7 @@ async def job_report(rt: BulkDeps, job: Job) -> tuple[dict[str, Any], bool]:
         "startedAt": iso(job.started_at),
         "finishedAt": iso(job.finished_at),
         "cancelledAt": iso(job.cancelled_at),
-        "cancelledBy": job.cancelled_by,
+        "cancelledBy": job.cancelled_by.as_api() if job.cancelled_by else None,
     }
     return report, finished
 

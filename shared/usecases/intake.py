@@ -24,6 +24,7 @@ from typing import Protocol, TypeVar
 
 from shared.domain.alerts import AlertUsers
 from shared.domain.identifiers import UserRef
+from shared.domain.principal import Principal
 from shared.domain.messages import CallbackMessage, TaskMessage, new_token
 from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
 from shared.domain.problems import ProblemError
@@ -61,10 +62,10 @@ class IntakeDeps(Protocol):
     def queue(self) -> WorkQueue: ...
 
 
-def idempotency_scope(endpoint: str, requested_by: dict[str, str] | None, key: str) -> str:
+def idempotency_scope(endpoint: str, requested_by: Principal | None, key: str) -> str:
     """An Idempotency-Key belongs to its caller and endpoint: nobody can claim (or replay) another
     caller's key, and no header can reach the alerts' own keys (`alert:` prefix)."""
-    principal = (requested_by or {}).get("objectId") or (requested_by or {}).get("appId") or ANONYMOUS_SCOPE
+    principal = (requested_by.object_id or requested_by.app_id if requested_by else None) or ANONYMOUS_SCOPE
     return f"api:{endpoint}:{principal}:{key}"
 
 
@@ -87,13 +88,13 @@ class BusyError(Exception):
     """Another request is accepting the same thing right now; the caller should retry."""
 
 
-async def accept(rt: IntakeDeps, request: SignoutRequest, idempotency_key: str | None, requested_by: dict[str, str] | None) -> Accepted:
+async def accept(rt: IntakeDeps, request: SignoutRequest, idempotency_key: str | None, requested_by: Principal | None) -> Accepted:
     if idempotency_key is None:
         return Accepted(await _accept_all(rt, request, requested_by))
     return await _accept_once(rt, request, idempotency_scope("signouts", requested_by, idempotency_key), requested_by)
 
 
-async def accept_alert(rt: IntakeDeps, alert: AlertUsers, requested_by: dict[str, str] | None) -> list[TaskRecord]:
+async def accept_alert(rt: IntakeDeps, alert: AlertUsers, requested_by: Principal | None) -> list[TaskRecord]:
     """One task per alerted user, idempotent on alert id + user: an action group's retry, or a
     Sentinel incident updated with more entities, never revokes the same user twice for it."""
 
@@ -107,7 +108,7 @@ async def accept_alert(rt: IntakeDeps, alert: AlertUsers, requested_by: dict[str
 
 
 async def _accept_once(
-    rt: IntakeDeps, request: SignoutRequest, key: str, requested_by: dict[str, str] | None, fingerprint: str | None = None
+    rt: IntakeDeps, request: SignoutRequest, key: str, requested_by: Principal | None, fingerprint: str | None = None
 ) -> Accepted:
     async def run() -> tuple[list[str], list[TaskRecord]]:
         tasks = await _accept_all(rt, request, requested_by)
@@ -144,7 +145,7 @@ async def idempotent(rt: IntakeDeps, key: str, fingerprint: str, run: Callable[[
     return ids, result
 
 
-async def _accept_all(rt: IntakeDeps, request: SignoutRequest, requested_by: dict[str, str] | None) -> list[TaskRecord]:
+async def _accept_all(rt: IntakeDeps, request: SignoutRequest, requested_by: Principal | None) -> list[TaskRecord]:
     limit = asyncio.Semaphore(_PARALLEL_USERS)
 
     async def one(user: UserRef) -> TaskRecord:
@@ -161,7 +162,7 @@ async def _accept_all(rt: IntakeDeps, request: SignoutRequest, requested_by: dic
     return [outcome for outcome in outcomes if isinstance(outcome, TaskRecord)]
 
 
-async def accept_user(rt: IntakeDeps, user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+async def accept_user(rt: IntakeDeps, user: UserRef, request: SignoutRequest, requested_by: Principal | None) -> TaskRecord:
     previous: Pending | None = None  # most users have no pending slot yet: try to create it first
     for _ in range(5):
         record = _new_record(user, request, requested_by)
@@ -175,10 +176,10 @@ async def accept_user(rt: IntakeDeps, user: UserRef, request: SignoutRequest, re
     raise BusyError(f"could not accept a sign-out for {user.value}: too many concurrent requests")
 
 
-async def _join(rt: IntakeDeps, task: TaskRecord, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+async def _join(rt: IntakeDeps, task: TaskRecord, request: SignoutRequest, requested_by: Principal | None) -> TaskRecord:
     """Record the request on the task it joins; its callback is delivered when the task ends."""
     joined = {
-        "requestedBy": requested_by,
+        "requestedBy": requested_by.as_api() if requested_by else None,
         "correlationId": request.correlation_id,
         "description": request.description,
         "source": request.source,
@@ -197,7 +198,7 @@ async def _join(rt: IntakeDeps, task: TaskRecord, request: SignoutRequest, reque
     return task
 
 
-def _new_record(user: UserRef, request: SignoutRequest, requested_by: dict[str, str] | None) -> TaskRecord:
+def _new_record(user: UserRef, request: SignoutRequest, requested_by: Principal | None) -> TaskRecord:
     now = utcnow()
     return TaskRecord(
         id=str(uuid.uuid4()),

@@ -13,7 +13,6 @@ import json
 import re
 from dataclasses import replace
 from datetime import datetime, timezone
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,15 @@ from jsonschema import Draft4Validator, FormatChecker
 from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-import function_app
 from shared.triggers import http_api as api
 from shared.domain import callback_urls as callbacks
 from shared.domain import requests as signout_request
 from shared.usecases import queries as status_api
 from shared.domain.alerts import azure_monitor, defender_xdr, sentinel_alert, sentinel_incident
 from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus
+from shared.domain.principal import Principal
 from shared.domain.problems import ProblemError, field_error
+from tests.app_functions import registered_functions
 
 DOCUMENT_PATH = Path(__file__).parents[2] / "shared" / "openapi.json"
 DOC: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
@@ -93,19 +93,10 @@ def _methods(raw: Any) -> frozenset[str]:
     return frozenset(str(getattr(method, "value", method)).lower() for method in raw)
 
 
-@cache
-def registered_functions() -> list[Any]:
-    """The live app's functions, built as the Functions host indexes them. get_functions() records
-    the names it has seen and refuses a second call on the same app, so build from a copy."""
-    app = copy.copy(function_app.app)
-    app.functions_bindings = {}
-    return app.get_functions()
-
-
 def registered_http_routes() -> dict[tuple[str, str], Any]:
     """(method, path) -> function, for every HTTP-triggered function of the live app."""
     routes: dict[tuple[str, str], Any] = {}
-    for function in registered_functions():
+    for function in registered_functions().values():
         trigger = function.get_trigger()
         if trigger is None or not hasattr(trigger, "route"):
             continue  # queue and timer triggers
@@ -395,11 +386,7 @@ def test_the_code_s_task_records_validate_against_the_schema() -> None:
     samples = [
         _record(status=TaskStatus.QUEUED),
         _record(
-            requested_by={
-                "objectId": "5b1e0c2a-7d3f-4e8a-9b6c-1d2e3f4a5b6c",
-                "appId": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
-                "displayName": "Sentinel playbook",
-            },
+            requested_by=Principal("5b1e0c2a-7d3f-4e8a-9b6c-1d2e3f4a5b6c", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "Sentinel playbook"),
             correlation_id="1234",
             resolved_id="6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b",
             resolved_upn="adele.vance@contoso.com",

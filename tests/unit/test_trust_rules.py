@@ -14,6 +14,7 @@ from azure.core.exceptions import ServiceRequestError
 from shared.domain.directory import GraphError, GraphResult, GraphUser
 from shared.domain.page_links import is_own_page_link
 from shared.domain.identifiers import parse_user
+from shared.domain.principal import Principal
 from shared.usecases.intake import ANONYMOUS_SCOPE, _create, idempotency_scope
 from shared.domain.messages import CallbackMessage, DirectRequest, JobPageMessage, TaskMessage, decode_message, new_token
 from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
@@ -156,9 +157,9 @@ def test_the_token_is_never_shown_by_the_api() -> None:
 
 # --- Idempotency-Key scopes ----------------------------------------------------------------------------
 def test_idempotency_keys_are_scoped_by_caller_and_never_reach_the_alert_namespace() -> None:
-    a = idempotency_scope("signouts", {"objectId": "oid-a"}, "INC-43")
-    b = idempotency_scope("signouts", {"objectId": "oid-b"}, "INC-43")
-    app = idempotency_scope("signouts", {"appId": "app-1"}, "INC-43")
+    a = idempotency_scope("signouts", Principal("oid-a", None, None), "INC-43")
+    b = idempotency_scope("signouts", Principal("oid-b", None, None), "INC-43")
+    app = idempotency_scope("signouts", Principal(None, "app-1", None), "INC-43")
     anonymous = idempotency_scope("signouts", None, "alert:azure_monitor:x:adele@contoso.com")
     assert len({a, b, app}) == 3
     assert anonymous.startswith(f"api:signouts:{ANONYMOUS_SCOPE}:") and not anonymous.startswith("alert:")

@@ -16,6 +16,7 @@ from shared.adapters.tables.keys import JOB_ROW, JOBS_PARTITION, counter_partiti
 from shared.adapters.tables.table import Table, etag_of
 from shared.domain.errors import ConcurrentUpdateError
 from shared.domain.jobs import Job
+from shared.domain.principal import Principal
 
 
 class JobTable:
@@ -72,11 +73,11 @@ class JobTable:
 def job_to_entity(job: Job) -> dict[str, Any]:
     entity = {
         "PartitionKey": job.id, "RowKey": JOB_ROW, "GroupId": job.group_id, "Description": job.description,
-        "CorrelationId": job.correlation_id, "RequestedBy": json.dumps(job.requested_by) if job.requested_by else None,
+        "CorrelationId": job.correlation_id, "RequestedBy": json.dumps(job.requested_by.as_api()) if job.requested_by else None,
         "CreatedAt": job.created_at, "StartedAt": job.started_at, "PagesDone": job.pages_done, "Discovered": job.discovered, "NextLink": job.next_link,
         "NextPageQueued": job.next_page_queued, "Enumerated": job.enumerated, "FinishedAt": job.finished_at,
         "Error": job.error, "CancelledAt": job.cancelled_at,
-        "CancelledBy": json.dumps(job.cancelled_by) if job.cancelled_by else None,
+        "CancelledBy": json.dumps(job.cancelled_by.as_api()) if job.cancelled_by else None,
         "PageFailingSince": job.page_failing_since, "PageFailures": job.page_failures or None, "MessageToken": job.token,
     }  # fmt: skip
     return {key: value for key, value in entity.items() if value is not None}
@@ -84,10 +85,10 @@ def job_to_entity(job: Job) -> dict[str, Any]:
 def job_from_entity(entity: dict[str, Any], etag: str) -> Job:
     return Job(
         id=entity["PartitionKey"], group_id=entity.get("GroupId"), description=entity.get("Description", ""),
-        correlation_id=entity.get("CorrelationId"), requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
+        correlation_id=entity.get("CorrelationId"), requested_by=Principal.from_api(json.loads(entity["RequestedBy"])) if entity.get("RequestedBy") else None,
         created_at=entity["CreatedAt"], started_at=entity.get("StartedAt"), pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
         next_link=entity.get("NextLink"), next_page_queued=entity.get("NextPageQueued", False),
         enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), error=entity.get("Error"),
-        cancelled_at=entity.get("CancelledAt"), cancelled_by=json.loads(entity["CancelledBy"]) if entity.get("CancelledBy") else None,
+        cancelled_at=entity.get("CancelledAt"), cancelled_by=Principal.from_api(json.loads(entity["CancelledBy"])) if entity.get("CancelledBy") else None,
         page_failing_since=entity.get("PageFailingSince"), page_failures=entity.get("PageFailures", 0), token=entity.get("MessageToken"), etag=etag,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from shared.adapters.tables.keys import JOIN_END, JOIN_PREFIX, LOG_PARTITION, TA
 from shared.adapters.tables.table import Table, etag_of
 from shared.domain.errors import ConcurrentUpdateError, TaskExistsError
 from shared.domain.identifiers import UserRef
+from shared.domain.principal import Principal
 from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
 
 MAX_JOINS_COUNTED = 1000
@@ -121,7 +122,7 @@ def task_to_entity(record: TaskRecord) -> dict[str, Any]:
         "UpdatedAt": record.updated_at,
         "Description": record.description,
         "Source": record.source,
-        "RequestedBy": json.dumps(record.requested_by) if record.requested_by else None,
+        "RequestedBy": json.dumps(record.requested_by.as_api()) if record.requested_by else None,
         "CorrelationId": record.correlation_id,
         "AlertId": record.alert_id,
         "JobId": record.job_id,
@@ -155,7 +156,7 @@ def task_from_entity(entity: dict[str, Any], etag: str | None = None) -> TaskRec
         updated_at=_aware(entity["UpdatedAt"]),
         description=entity.get("Description", ""),
         source=entity.get("Source", "api"),
-        requested_by=json.loads(entity["RequestedBy"]) if entity.get("RequestedBy") else None,
+        requested_by=Principal.from_api(json.loads(entity["RequestedBy"])) if entity.get("RequestedBy") else None,
         correlation_id=entity.get("CorrelationId"),
         alert_id=entity.get("AlertId"),
         job_id=entity.get("JobId"),
