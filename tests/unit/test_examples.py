@@ -16,7 +16,6 @@ import copy
 import json
 import re
 from collections.abc import Callable, Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,12 +23,12 @@ from urllib.parse import quote
 import pytest
 from jsonschema import Draft202012Validator
 
-import function_app
 from shared.triggers import http_api as api
 from shared.domain.alerts import DEFAULT_USER_DIMENSIONS
 from shared.domain.identifiers import parse_user
 from shared.domain.messages import DirectRequest, decode_message
 from shared.domain.requests import parse_signout_request
+from tests.app_functions import registered_functions
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = ROOT / "examples"
@@ -486,13 +485,6 @@ def test_the_checks_catch_mistakes() -> None:
 
 
 # --- action group + log search alert rule ------------------------------------------------------
-
-
-@cache
-def registered_functions() -> dict[str, Any]:
-    app = copy.copy(function_app.app)
-    app.functions_bindings = {}  # get_functions() refuses names an earlier call on the same app recorded
-    return {function.get_function_name(): function for function in app.get_functions()}
 
 
 def test_action_group_azure_function_receiver() -> None:
