@@ -53,6 +53,7 @@ from tests.fuzz.live import (
 )
 from tests.fuzz.strategies import fuzz_settings, guest_upn, guid, identifier_text, mutated, valid_upn
 from tests.integration.helpers import REQUEST_TIMEOUT, wait_for_terminal
+from tests.openapi_nulls import without_nulls
 from tools.local_stack import LocalStack
 
 DOCUMENT = Path(__file__).parents[2] / "shared" / "openapi.json"
@@ -314,14 +315,6 @@ def test_a_job_for_a_group_graph_does_not_know_fails_without_an_exception(client
 
 
 # --- 3. schemathesis over the served document ---------------------------------------------------
-def without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: without_nulls(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list):
-        return [without_nulls(item) for item in value]
-    return value
-
-
 def response_schema_conformance_nulls_as_absent(ctx: Any, response: Response, case: Any) -> bool | None:
     """schemathesis' response_schema_conformance, applied after the document's stated convention.
 

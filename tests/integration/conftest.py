@@ -32,12 +32,7 @@ def callbacks() -> Iterator[CallbackReceiver]:
 
 @pytest.fixture(scope="session")
 def stack(callbacks: CallbackReceiver) -> Iterator[LocalStack]:
-    settings = {
-        **TEST_SETTINGS,
-        "CALLBACK_ALLOWED_HOSTS": f"*.logic.azure.com,127.0.0.1:{callbacks.port}",
-        "SSL_CERT_FILE": callbacks.ca_file,
-    }
-    with LocalStack(settings=settings) as running:
+    with LocalStack(settings={**TEST_SETTINGS, **callbacks.stack_settings("*.logic.azure.com")}) as running:
         yield running
 
 

@@ -133,6 +133,10 @@ class CallbackReceiver:
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.port}{path}"
 
+    def stack_settings(self, *other_hosts: str) -> dict[str, str]:
+        """The settings under which a stack may call this receiver: its host allowed, its CA trusted."""
+        return {"CALLBACK_ALLOWED_HOSTS": ",".join([*other_hosts, f"127.0.0.1:{self.port}"]), "SSL_CERT_FILE": self.ca_file}
+
     def __enter__(self) -> CallbackReceiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self

@@ -54,8 +54,7 @@ def debug_stack(receiver: CallbackReceiver) -> Iterator[LocalStack]:
         "RETRY_BASE_SECONDS": "0.5",
         "GRAPH_TIMEOUT_SECONDS": "3",
         "PROTECTED_USERS": "breakglass@contoso.com",
-        "CALLBACK_ALLOWED_HOSTS": f"127.0.0.1:{receiver.port}",
-        "SSL_CERT_FILE": receiver.ca_file,
+        **receiver.stack_settings(),
     }
     with LocalStack(settings=settings) as stack:
         yield stack

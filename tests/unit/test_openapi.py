@@ -30,6 +30,7 @@ from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus
 from shared.domain.principal import Principal
 from shared.domain.problems import ProblemError, field_error
 from tests.app_functions import registered_functions
+from tests.openapi_nulls import without_nulls
 
 DOCUMENT_PATH = Path(__file__).parents[2] / "shared" / "openapi.json"
 DOC: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
@@ -134,15 +135,6 @@ def json_schema(name: str) -> dict[str, Any]:
     schema = copy.deepcopy(definition(name))
     schema["definitions"] = copy.deepcopy(DOC["definitions"])
     return schema
-
-
-def without_nulls(value: Any) -> Any:
-    """The document's convention: a null field is an absent one (Swagger 2.0 has no `nullable`)."""
-    if isinstance(value, dict):
-        return {key: without_nulls(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list):
-        return [without_nulls(item) for item in value]
-    return value
 
 
 def assert_valid(name: str, instance: Any) -> None:
