@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -427,8 +427,8 @@ class QueueListener:
 
 # --- timer trigger ------------------------------------------------------------------------------
 
-_CRON_NAMES = {n: i for i, n in enumerate("sun mon tue wed thu fri sat".split())} | {
-    n: i + 1 for i, n in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
+_CRON_NAMES = {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {
+    n: i + 1 for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
 
 
 class Cron:
@@ -443,7 +443,7 @@ class Cron:
             self.fields = [self._parse(f, lo, hi) for f, (lo, hi) in zip(fields, self.RANGES)]
         except (ValueError, KeyError) as e:
             raise StartupError(f"invalid timer schedule '{expression}': {e}") from None
-        if self.next_after(datetime(2000, 1, 1, tzinfo=timezone.utc)) is None:
+        if self.next_after(datetime(2000, 1, 1, tzinfo=UTC)) is None:
             raise StartupError(f"timer schedule '{expression}' never fires")
 
     @staticmethod
@@ -546,14 +546,14 @@ class DevHost:
         return hmac.compare_digest(given.encode(), self.function_key.encode())
 
     async def run_timer(self, invoker: Invoker, cron: Cron, run_on_startup: bool) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         due = now if run_on_startup else cron.next_after(now)
-        while due and not await _wait(self.stopping, (due - datetime.now(timezone.utc)).total_seconds()):
+        while due and not await _wait(self.stopping, (due - datetime.now(UTC)).total_seconds()):
             try:  # the next occurrence is computed after the invocation, so runs never overlap
                 await invoker(TimerRequest(past_due=False), f"Timer fired at {due.isoformat()}")
             except Exception:
                 pass  # logged by the invoker
-            due = cron.next_after(datetime.now(timezone.utc))
+            due = cron.next_after(datetime.now(UTC))
 
     async def run(self, port: int, grace: float = 5.0) -> None:
         loop = asyncio.get_running_loop()

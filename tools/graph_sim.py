@@ -49,7 +49,6 @@ import jwt
 from aiohttp import web
 
 from tools import loopback
-
 from tools.local_tokens import SIGNING_KEY_ENV, verify_token
 
 GRAPH_ROOT = "https://graph.microsoft.com/v1.0"
@@ -781,7 +780,7 @@ def query_options(call: Call, allowed: set[str]) -> dict[str, str]:
     return options
 
 
-def parse_select(options: Mapping[str, str], *types: type[User] | type[Group]) -> list[str] | None:
+def parse_select(options: Mapping[str, str], *types: type[User | Group]) -> list[str] | None:
     if "$select" not in options:
         return None
     known = {name.lower(): name for kind in types for name in kind.PROPERTIES}

@@ -24,7 +24,6 @@ from typing import Any
 from aiohttp import web
 
 from tools import loopback
-
 from tools.local_tokens import DEFAULT_CLIENT_ID, DEFAULT_TENANT_ID, SIGNING_KEY_ENV, issue_token
 
 TOKEN_PATH = "/msi/token"

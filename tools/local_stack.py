@@ -16,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO
 
 from shared.settings import SettingsError, load_settings

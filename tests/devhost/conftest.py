@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # so `tools` imports however pytest was started
     sys.path.insert(0, str(ROOT))
 
-from tests.integration.helpers import PIPELINE_TIMEOUT  # noqa: E402
-from tools.azurite import Azurite, start_azurite  # noqa: E402
+from tests.integration.helpers import PIPELINE_TIMEOUT
+from tools.azurite import Azurite, start_azurite
 
 FAST_QUEUES = {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01",
                "maxDequeueCount": 3}

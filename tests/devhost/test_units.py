@@ -1,12 +1,11 @@
 """The devhost's pure parts: host.json parsing, route templates, NCRONTAB, polling backoff."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from tools.devhost import (Backoff, Cron, QueueOptions, Route, StartupError, check_environment,
-                           resolve, timespan)
+from tools.devhost import Backoff, Cron, QueueOptions, Route, StartupError, check_environment, resolve, timespan
 
 
 def test_timespan() -> None:
@@ -76,7 +75,7 @@ def test_route_precedence_orders_literals_first() -> None:
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 @pytest.mark.parametrize("expr, after, expected", [

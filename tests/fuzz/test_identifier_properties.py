@@ -13,7 +13,7 @@ import asyncio
 import re
 import string
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 from urllib.parse import unquote, urlsplit
@@ -157,7 +157,7 @@ class StaticCredential:
     """An async TokenCredential that never leaves the process."""
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("test-token", int(datetime.now(timezone.utc).timestamp()) + 3600)
+        return AccessToken("test-token", int(datetime.now(UTC).timestamp()) + 3600)
 
     async def close(self) -> None:
         pass

@@ -10,15 +10,15 @@ import base64
 import json
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from shared.adapters.tables.keys import time_key
 from shared.domain.callback_urls import check_callback_url
 from shared.domain.identifiers import parse_user
-from shared.domain.tasks import TaskStatus
 from shared.domain.problems import ProblemError
 from shared.domain.requests import (
     MAX_BODY_BYTES,
@@ -30,8 +30,8 @@ from shared.domain.requests import (
     parse_signout_request,
     require_json,
 )
+from shared.domain.tasks import TaskStatus
 from shared.usecases.queries import KNOWN_PARAMS, MAX_TOP, LogQuery, parse_log_query
-from shared.adapters.tables.keys import time_key
 from tests.fuzz.strategies import encoded, fuzz_settings, identifier_text, json_values, nested
 
 HOSTS = ("*.logic.azure.com", "127.0.0.1:8443")
@@ -193,7 +193,7 @@ queries = st.dictionaries(
     st.sampled_from(sorted(KNOWN_PARAMS) + ["$filter", "$select", "User", "top ", "a/b", "~0"]) | member_names, param_values, max_size=7
 )
 # What the remediation log's 13-digit time keys can hold (inverted epoch milliseconds).
-EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(2286, 1, 1, tzinfo=timezone.utc)
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2286, 1, 1, tzinfo=UTC)
 
 
 @fuzz_settings(250)

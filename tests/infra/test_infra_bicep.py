@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from infra_helpers import (
     GRAPH_DIR,
     INFRA,

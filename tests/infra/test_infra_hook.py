@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-
 from infra_helpers import INFRA
 
 HOOK = INFRA / "hooks" / "postprovision.sh"
@@ -30,7 +29,7 @@ ROLES = {
 }
 WANTED = ["User.RevokeSessions.All", "User.Read.All", "GroupMember.Read.All"]
 
-FAKE_AZ = r'''
+FAKE_AZ = r"""
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_AZ_LOG"], "a") as log:
@@ -60,7 +59,7 @@ if args[:1] == ["rest"]:
         assert body["resourceId"] == os.environ["FAKE_AZ_GRAPH_SP"], body
         sys.exit(int(os.environ.get("FAKE_AZ_POST_RC", "0")))
 sys.exit(f"fake az: unexpected call {args}")
-'''
+"""
 
 pytestmark = pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
 
@@ -91,7 +90,7 @@ def fake_az(tmp_path):
         }
         if principal:
             env["MANAGED_IDENTITY_PRINCIPAL_ID"] = principal
-        result = subprocess.run(["sh", str(HOOK), *args], env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(["sh", str(HOOK), *args], check=False, env=env, capture_output=True, text=True, timeout=300)
         calls = [json.loads(line) for line in log.read_text().splitlines()]
         log.write_text("")
         posted = [json.loads(call[call.index("--body") + 1])["appRoleId"] for call in calls if "post" in call]

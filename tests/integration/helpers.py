@@ -113,7 +113,7 @@ class CallbackReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver.received.setdefault(self.path, []).append(body)
                 statuses = receiver.script.get(self.path) or [200]
@@ -174,10 +174,10 @@ def start_own_devhost(stack: Any, started: bool = False, timeout: float = PIPELI
 async def write_task_record(stack: Any, record: Any, claim_for: Any = None) -> None:
     """A task record written as intake writes it (with the user's pending slot when `claim_for`
     names the user), straight into the stack's table, without a queue message."""
-    from shared.adapters.storage import StorageConnection, table_service  # noqa: PLC0415 - tests/ imports shared/ lazily here
-    from shared.adapters.tables.pending import PendingSlots  # noqa: PLC0415
-    from shared.adapters.tables.table import Table  # noqa: PLC0415
-    from shared.adapters.tables.tasks import TaskTable  # noqa: PLC0415
+    from shared.adapters.storage import StorageConnection, table_service
+    from shared.adapters.tables.pending import PendingSlots
+    from shared.adapters.tables.table import Table
+    from shared.adapters.tables.tasks import TaskTable
 
     table = Table(table_service(StorageConnection(connection_string=stack.azurite.connection_string)), "signouttasks")
     try:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -322,7 +322,7 @@ def test_sigkill_with_100_tasks_in_flight_loses_no_task_and_revokes_at_most_per_
             """Tasks whose revokeSignInSessions call Graph is answering right now (received less than
             half its latency ago): they cannot finish before the read-back call that follows."""
             calls = env.sim.http.get("/_sim/requests", params={"since": since}).json()["requests"]
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             return {
                 c["client-request-id"]
                 for c in calls

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from shared.usecases.job_counts import JobCounts
+from shared.adapters.storage import StorageConnection, table_service
 from shared.adapters.tables.counters import CounterTable
 from shared.adapters.tables.table import Table
-from shared.adapters.storage import StorageConnection, table_service
+from shared.usecases.job_counts import JobCounts
 from tools.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration

@@ -67,7 +67,7 @@ def test_message_with_invalid_schema_is_dropped_and_leaves_its_task_alone(stack:
     user = new_user(sim, "schema")
     task_id = create_record(stack, user["id"])
     queue(stack).send_message(f'{{"version": 99, "taskId": "{task_id}", "user": "{user["id"]}"}}')
-    wait_for_log(stack, f"taskId\": \"{task_id}")  # logged: dropped
+    wait_for_log(stack, f'taskId": "{task_id}')  # logged: dropped
     assert api.get(f"/api/signouts/{task_id}").json()["status"] == "queued"
     assert sim.user(user["id"])["revokeCount"] == 0
 

@@ -12,12 +12,12 @@ import httpx
 import pytest
 from azure.data.tables import TableClient
 
+from shared.adapters.tables.keys import correlation_partition, time_key
 from shared.domain.identifiers import parse_user
 from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
-from shared.usecases.retention import apply_retention
 from shared.runtime import Runtime
 from shared.settings import load_settings
-from shared.adapters.tables.keys import correlation_partition, time_key
+from shared.usecases.retention import apply_retention
 from tests.app_functions import registered_functions
 from tools.local_stack import LocalStack
 

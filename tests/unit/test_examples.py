@@ -23,11 +23,11 @@ from urllib.parse import quote
 import pytest
 from jsonschema import Draft202012Validator
 
-from shared.triggers import http_api as api
 from shared.domain.alerts import DEFAULT_USER_DIMENSIONS
 from shared.domain.identifiers import parse_user
 from shared.domain.messages import DirectRequest, decode_message
 from shared.domain.requests import parse_signout_request
+from shared.triggers import http_api as api
 from tests.app_functions import registered_functions
 
 ROOT = Path(__file__).parents[2]

@@ -17,9 +17,9 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from jsonschema import Draft4Validator
 
+from shared.settings import SettingsError, get_settings, load_settings
 from shared.triggers import health
 from shared.triggers.health import CHECKS, NO_PROTECTED_USERS, Check, Health, permission_report
-from shared.settings import SettingsError, get_settings, load_settings
 
 SECRET = "SECRETvalue0123456789"
 DOC = json.loads((Path(__file__).parents[2] / "shared" / "openapi.json").read_text(encoding="utf-8"))

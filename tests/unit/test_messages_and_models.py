@@ -5,11 +5,11 @@ from datetime import timedelta
 
 import pytest
 
-from shared.domain.directory import GraphError
 from shared.adapters.graph import parse_retry_after
+from shared.adapters.tables.tasks import task_from_entity, task_to_entity
+from shared.domain.directory import GraphError
 from shared.domain.identifiers import parse_user
 from shared.domain.messages import InvalidMessageError, TaskMessage, decode_message
-from shared.adapters.tables.tasks import task_from_entity, task_to_entity
 from shared.domain.tasks import ErrorCategory, InvalidTransitionError, TaskRecord, TaskStatus, utcnow
 from shared.usecases.process_task import classify, retry_delay
 

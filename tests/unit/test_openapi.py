@@ -12,7 +12,7 @@ import copy
 import json
 import re
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,14 @@ from jsonschema import Draft4Validator, FormatChecker
 from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from shared.triggers import http_api as api
 from shared.domain import callback_urls as callbacks
 from shared.domain import requests as signout_request
-from shared.usecases import queries as status_api
 from shared.domain.alerts import azure_monitor, defender_xdr, sentinel_alert, sentinel_incident
-from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus
 from shared.domain.principal import Principal
 from shared.domain.problems import ProblemError, field_error
+from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus
+from shared.triggers import http_api as api
+from shared.usecases import queries as status_api
 from tests.app_functions import registered_functions
 from tests.openapi_nulls import without_nulls
 
@@ -344,7 +344,7 @@ def test_status_and_error_enums_match_the_model() -> None:
 
 
 def _record(**changes: Any) -> TaskRecord:
-    now = datetime(2026, 11, 26, 14, 41, 22, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 26, 14, 41, 22, tzinfo=UTC)
     record = TaskRecord(
         id="3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c",
         user="adele.vance@contoso.com",
@@ -374,7 +374,7 @@ def test_task_schema_has_exactly_the_fields_of_a_task_record() -> None:
 
 def test_the_code_s_task_records_validate_against_the_schema() -> None:
     url = "https://func-signout.azurewebsites.net/api/signouts/3f0c8e0a-6d1b-4c1e-9a57-0d1f2e3a4b5c"
-    moment = datetime(2026, 11, 26, 14, 41, 23, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 26, 14, 41, 23, tzinfo=UTC)
     samples = [
         _record(status=TaskStatus.QUEUED),
         _record(

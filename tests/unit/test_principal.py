@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-import asyncio
 
 import azure.functions as func
 import pytest
 
-from shared.triggers.auth import CREATE_ROLE, READ_ROLE, authorize, parse_principal
 from shared.domain.problems import ProblemError
+from shared.triggers.auth import CREATE_ROLE, READ_ROLE, authorize, parse_principal
 from tests.app_functions import registered_functions
 
 

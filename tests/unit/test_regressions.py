@@ -15,21 +15,28 @@ import logging
 import sys
 import unicodedata
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 import pytest
 
-from shared.usecases import audit_log as logs
-from shared.domain.messages import CallbackMessage, DirectRequest, InvalidMessageError, JobPageMessage, TaskMessage, decode_message
-from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
-from shared.domain.problems import PROBLEM_CONTENT_TYPE, ProblemError, pointer_to
-from shared.usecases.process_task import Lane, Priority, process_message, process_poison
-from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request
-from shared.usecases.queries import parse_log_query
 from shared.adapters.tables.keys import time_key
+from shared.domain.messages import (
+    CallbackMessage,
+    DirectRequest,
+    InvalidMessageError,
+    JobPageMessage,
+    TaskMessage,
+    decode_message,
+)
+from shared.domain.problems import PROBLEM_CONTENT_TYPE, ProblemError, pointer_to
+from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request
+from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
+from shared.usecases import audit_log as logs
+from shared.usecases.process_task import Lane, Priority, process_message, process_poison
+from shared.usecases.queries import parse_log_query
 from tests.app_functions import registered_functions
 
 TASK = "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10"
@@ -242,7 +249,7 @@ async def test_defect5_a_year_1_until_with_top_1_is_400_not_500() -> None:
 
 
 def test_defect5_the_latest_accepted_moment_is_before_the_time_keys_run_out() -> None:
-    latest = datetime(2285, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+    latest = datetime(2285, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
     assert int(time_key(latest)) > 0 and iso(latest) == "2285-12-31T23:59:59.999Z"
 
 

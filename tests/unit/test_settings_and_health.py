@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from shared.triggers.health import permission_report, token_roles
-from shared.settings import SettingsError, load_settings
-from shared.usecases.queries import parse_log_query
 from shared.domain.problems import ProblemError
+from shared.settings import SettingsError, load_settings
+from shared.triggers.health import permission_report, token_roles
+from shared.usecases.queries import parse_log_query
 
 
 def test_defaults() -> None:

@@ -12,14 +12,14 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 
 from shared.domain.directory import GraphError, GraphResult, GraphUser
-from shared.domain.page_links import is_own_page_link
 from shared.domain.identifiers import parse_user
-from shared.domain.principal import Principal
-from shared.usecases.intake import ANONYMOUS_SCOPE, _create, idempotency_scope
 from shared.domain.messages import CallbackMessage, DirectRequest, JobPageMessage, TaskMessage, decode_message, new_token
+from shared.domain.page_links import is_own_page_link
+from shared.domain.principal import Principal
 from shared.domain.tasks import TaskRecord, TaskStatus, utcnow
-from shared.usecases.protection import REFRESH_SECONDS, ProtectedAccounts
+from shared.usecases.intake import ANONYMOUS_SCOPE, _create, idempotency_scope
 from shared.usecases.process_task import Lane, Priority, decode_for
+from shared.usecases.protection import REFRESH_SECONDS, ProtectedAccounts
 
 BASE = "https://graph.microsoft.com/v1.0"
 GROUP = "0f8fad5b-d9cb-469f-a165-70867728950e"
