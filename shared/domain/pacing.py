@@ -11,6 +11,7 @@ bulk traffic yields to them. Each instance paces itself: cap instances or divide
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 HEADROOM_PERCENTAGE = 0.95
@@ -25,14 +26,16 @@ class WritePacer:
     ceiling: float  # writes per second, never exceeded
     rate: float = 0.0
     burst: float = 1.0  # tokens a quiet bucket may hold: no bursts above the rate
+    clock: Callable[[], float] = time.monotonic  # injectable: tests drive time instead of sleeping
     _tokens: float = 0.0
-    _updated: float = field(default_factory=time.monotonic)
+    _updated: float = field(init=False, default=0.0)
     _paused_until: float = 0.0
     _last_decrease: float = 0.0
 
     def __post_init__(self) -> None:
         self.rate = self.rate or self.ceiling
         self._tokens = self.burst
+        self._updated = self.clock()
 
     def _refill(self, now: float) -> None:
         elapsed = now - self._updated
@@ -44,7 +47,7 @@ class WritePacer:
 
     def reserve(self, high_priority: bool) -> float:
         """Take a write token; return how long to wait before writing (0: write now)."""
-        now = time.monotonic()
+        now = self.clock()
         self._refill(now)
         self._tokens -= 1.0
         if high_priority:
@@ -57,7 +60,7 @@ class WritePacer:
         self._tokens += 1.0
 
     def throttled(self, retry_after: float | None) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self._refill(now)
         self.rate = max(MIN_RATE, self.rate * DECREASE_ON_THROTTLE)
         self._last_decrease = now
@@ -67,7 +70,7 @@ class WritePacer:
     def observed(self, limit_percentage: float | None) -> None:
         if limit_percentage is None or limit_percentage < HEADROOM_PERCENTAGE:
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_decrease > 1.0:  # once per second at most
             self._refill(now)
             self.rate = max(MIN_RATE, self.rate * DECREASE_ON_WARNING)
