@@ -22,8 +22,8 @@ from shared.adapters.tables.table import Table
 from shared.adapters.tables.tasks import TaskTable
 from shared.domain.pacing import WritePacer
 from shared.settings import Settings, get_settings
-from shared.usecases.job_counts import JobCounts
 from shared.usecases.bulk import CancelChecks
+from shared.usecases.job_counts import JobCounts
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential

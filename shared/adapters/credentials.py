@@ -37,7 +37,8 @@ def create_credential() -> AsyncTokenCredential:
 def _developer_credential(kind: str) -> AsyncTokenCredential:
     from azure.identity.aio import AzureCliCredential, AzureDeveloperCliCredential
 
-    choices = {"azure_cli": AzureCliCredential, "azd": AzureDeveloperCliCredential}
-    if kind not in choices:
-        raise SettingsError(f"LOCAL_DEV_CREDENTIAL must be one of {sorted(choices)}, got {kind!r}")
-    return choices[kind]()
+    if kind == "azure_cli":
+        return AzureCliCredential()
+    if kind == "azd":
+        return AzureDeveloperCliCredential()
+    raise SettingsError(f"LOCAL_DEV_CREDENTIAL must be one of ['azd', 'azure_cli'], got {kind!r}", setting="LOCAL_DEV_CREDENTIAL")

@@ -20,11 +20,11 @@ from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from kiota_http.middleware.options import HeadersInspectionHandlerOption, RetryHandlerOption
 from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.groups.item.transitive_members.graph_user.graph_user_request_builder import GraphUserRequestBuilder
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.revoke_sign_in_sessions.revoke_sign_in_sessions_post_response import (
     RevokeSignInSessionsPostResponse,
 )
-from msgraph.generated.groups.item.transitive_members.graph_user.graph_user_request_builder import GraphUserRequestBuilder
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core import GraphClientFactory
@@ -79,7 +79,7 @@ class GraphGateway:
         except ClientAuthenticationError as exc:
             raise GraphError(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
 
-    async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult:
+    async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult[GraphUser]:
         """GET /users/{id}?$select=... read as raw JSON: kiota's User model builds a ~150-entry
         deserializer table per parse, which dominated the worker's CPU for four fields."""
         query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=USER_FIELDS)
@@ -90,11 +90,12 @@ class GraphGateway:
         found = await self._call(call, inspect, READ_PERMISSION)
         return GraphResult(_graph_user(found.value, found.request_id), found.request_id)
 
-    async def list_users(self, group_id: str | None, next_link: str | None, request_id: str, page_size: int) -> GraphResult:
+    async def list_users(self, group_id: str | None, next_link: str | None, request_id: str, page_size: int) -> GraphResult[UserPage]:
         """One page of the tenant's users, or of a group's transitive user members."""
         priority = "low"  # enumeration for bulk jobs never competes with alert-driven work
         if next_link is not None and not is_own_page_link(next_link, self._client.request_adapter.base_url, group_id, page_size):
             raise GraphError("the page link is not the job's own collection", code="UnexpectedNextLink")
+        query: Any  # the two builders' query parameter classes share no base
         if group_id is None:
             query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=list(PAGE_FIELDS), top=page_size)
             builder: Any = self._client.users
@@ -113,12 +114,12 @@ class GraphGateway:
             raise GraphError("Graph returned a nextLink outside the job's collection", code="UnexpectedNextLink", request_id=found.request_id)
         return GraphResult(page, found.request_id)
 
-    async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult:
+    async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult[Any]:
         config, inspect = _config(client_request_id, priority)
         call = self._client.users.by_user_id(user_id).revoke_sign_in_sessions.post(request_configuration=config)
         return await self._call(call, inspect, REVOKE_PERMISSION)
 
-    async def _call(self, call: Any, inspect: HeadersInspectionHandlerOption, permission: str) -> GraphResult:
+    async def _call(self, call: Any, inspect: HeadersInspectionHandlerOption, permission: str) -> GraphResult[Any]:
         try:
             await self._ensure_token()
         except GraphError:

@@ -34,12 +34,12 @@ class StorageQueues:
         client = await self._queue(queue)
         delay = max(0, min(MAX_VISIBILITY_SECONDS, round(delay_seconds)))
         sent = await client.send_message(text, visibility_timeout=delay or None, time_to_live=-1)
-        return Receipt(queue, sent.id, sent.pop_receipt)
+        return Receipt(queue, sent.id, sent.pop_receipt or "")
 
     async def approximate_count(self, queue: str) -> int:
         """Messages in the queue, visible or not (Azure's approximate count)."""
         client = await self._queue(queue)
-        return (await client.get_queue_properties()).approximate_message_count
+        return (await client.get_queue_properties()).approximate_message_count or 0
 
     async def release(self, receipt: Receipt) -> None:
         """Make a message visible now."""

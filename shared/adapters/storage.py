@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableServiceClient
@@ -19,9 +20,10 @@ from shared.settings import STORAGE_CONNECTION, SettingsError
 CONNECTION = STORAGE_CONNECTION
 # Fail within seconds, not minutes, when storage is down: the caller gets a 503 and retries,
 # and the queue worker's own message is simply redelivered.
-_QUEUE_RETRY = {"initial_backoff": 0.3, "increment_base": 2, "retry_total": 3, "random_jitter_range": 0.2}
-_TABLE_RETRY = {"retry_total": 3, "retry_backoff_factor": 0.3, "retry_backoff_max": 3}
-_TIMEOUTS = {"connection_timeout": 5, "read_timeout": 20}
+# Typed as Any: the SDKs take these as **kwargs, which their signatures do not spell out.
+_QUEUE_RETRY: dict[str, Any] = {"initial_backoff": 0.3, "increment_base": 2, "retry_total": 3, "random_jitter_range": 0.2}
+_TABLE_RETRY: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.3, "retry_backoff_max": 3}
+_TIMEOUTS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 TOKEN_TIMEOUT_SECONDS = 20.0  # a Graph call's token is got within this (azure-identity retries ~5 s itself)
 PAGE_FIELDS = ("id", "userPrincipalName", "userType")  # what a bulk job reads of each user
@@ -21,8 +23,8 @@ class GraphUser:
 
 
 @dataclass(frozen=True)
-class GraphResult:
-    value: Any
+class GraphResult(Generic[T]):
+    value: T
     request_id: str | None
     limit_percentage: float | None = None  # x-ms-throttle-limit-percentage, sent from 0.8
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shared.domain.principal import Principal
-
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from shared.domain.principal import Principal
 
 
 @dataclass(frozen=True)

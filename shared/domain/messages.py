@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import hmac
+import json
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from shared.domain.identifiers import InvalidIdentifierError, UserRef, parse_user
 from shared.domain.text import printable
@@ -118,7 +118,7 @@ def _compact(body: dict[str, Any]) -> str:
     return json.dumps({key: value for key, value in body.items() if value is not None}, separators=(",", ":"))
 
 
-def is_task_id(text: object) -> bool:
+def is_task_id(text: object) -> TypeGuard[str]:
     return isinstance(text, str) and _TASK_ID.fullmatch(text) is not None
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from shared.domain.callback_urls import MAX_URL_LENGTH, InvalidCallbackError, check_callback_url
 from shared.domain.identifiers import InvalidIdentifierError, UserRef, is_object_id, parse_user
 from shared.domain.problems import ProblemError, field_error, pointer_to
-from shared.settings import DEFAULT_CALLBACK_HOSTS
 from shared.domain.text import printable
+from shared.settings import DEFAULT_CALLBACK_HOSTS
 
 MAX_BODY_BYTES = 512 * 1024  # 1,000 users of 256 characters each, and room to spare
 MAX_USERS = 1000

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from shared.domain.principal import Principal
-
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
+
+from shared.domain.principal import Principal
 
 
 class TaskStatus(str, Enum):

@@ -8,6 +8,7 @@ from pathlib import Path
 import azure.functions as func
 
 from shared.domain.alerts import parse_alert
+from shared.domain.jobs import Job
 from shared.domain.messages import is_task_id
 from shared.domain.principal import Principal
 from shared.domain.problems import ProblemError, field_error
@@ -19,7 +20,7 @@ from shared.triggers.auth import CREATE_ROLE, READ_ROLE
 from shared.triggers.health import check_health
 from shared.triggers.responses import absolute_url, caller, endpoint, json_response
 from shared.usecases import queries
-from shared.usecases.bulk import Job, JobFinishedError, cancel_job, create_job, get_job, job_report
+from shared.usecases.bulk import JobFinishedError, cancel_job, create_job, get_job, job_report
 from shared.usecases.intake import accept, accept_alert, idempotency_scope, idempotent
 
 bp = func.Blueprint()
@@ -88,7 +89,8 @@ async def _create_job(req: func.HttpRequest, data: dict[str, object], key: str |
     if key is None:
         [job_id], created = await run()
     else:  # a retried bulk request must not sign the whole group out twice
-        [job_id], created = await idempotent(rt, idempotency_scope("signouts", requested_by, key), request.fingerprint(), run)
+        [job_id], fresh = await idempotent(rt, idempotency_scope("signouts", requested_by, key), request.fingerprint(), run)
+        created = fresh is not None
     url = job_url(req, job_id)
     headers = {"Location": url, "Retry-After": JOB_POLL_SECONDS, **({} if created else {"Idempotent-Replayed": "true"})}
     return json_response({"job": {"id": job_id, "statusUrl": url}}, 202, headers)
@@ -179,10 +181,10 @@ def _summary(task: TaskRecord) -> dict[str, str]:
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:
-    key = req.headers.get("idempotency-key")
-    if key is None:
+    header: str | None = req.headers.get("idempotency-key")
+    if header is None:
         return None
-    key = key.strip()
+    key = header.strip()
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise ProblemError(400, "Invalid Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
     return key

@@ -16,8 +16,8 @@ import asyncio
 import logging
 import time
 import uuid
-from contextlib import suppress
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -25,8 +25,8 @@ from shared.domain.directory import GraphError, PageUser, UserPage
 from shared.domain.errors import ConcurrentUpdateError
 from shared.domain.identifiers import parse_user
 from shared.domain.jobs import Job
-from shared.domain.principal import Principal
 from shared.domain.messages import JobPageMessage, TaskMessage, new_token, token_matches
+from shared.domain.principal import Principal
 from shared.domain.retry import retry_delay
 from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
 from shared.settings import Settings

@@ -24,14 +24,14 @@ from typing import Protocol, TypeVar
 
 from shared.domain.alerts import AlertUsers
 from shared.domain.identifiers import UserRef
-from shared.domain.principal import Principal
 from shared.domain.messages import CallbackMessage, TaskMessage, new_token
-from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
+from shared.domain.principal import Principal
 from shared.domain.problems import ProblemError
-from shared.settings import Settings
-from shared.usecases.ports import IdempotencyStore, Pending, PendingStore, TaskIndex, TaskStore, WorkQueue
 from shared.domain.requests import MAX_DESCRIPTION, SignoutRequest
+from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
+from shared.settings import Settings
 from shared.usecases.audit_log import state_change
+from shared.usecases.ports import IdempotencyStore, Pending, PendingStore, TaskIndex, TaskStore, WorkQueue
 
 log = logging.getLogger("signout.intake")
 T = TypeVar("T")

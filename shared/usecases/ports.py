@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.domain.directory import GraphResult
+from shared.domain.directory import GraphResult, GraphUser, UserPage
 from shared.domain.identifiers import UserRef
 from shared.domain.jobs import Job
 from shared.domain.tasks import TaskRecord
@@ -119,9 +119,9 @@ class WorkQueue(Protocol):
 
 
 class Graph(Protocol):
-    async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult: ...
-    async def list_users(self, group_id: str | None, next_link: str | None, request_id: str, page_size: int) -> GraphResult: ...
-    async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult: ...
+    async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult[GraphUser]: ...
+    async def list_users(self, group_id: str | None, next_link: str | None, request_id: str, page_size: int) -> GraphResult[UserPage]: ...
+    async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult[Any]: ...
 
 
 class CallbackSender(Protocol):

@@ -21,13 +21,12 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
+from http import HTTPStatus
 from typing import Any, Protocol
 
-from shared.usecases.callbacks import CallbackDeps, callbacks_pending, deliver_callbacks
-from shared.domain.directory import GraphError, GraphUser, TOKEN_TIMEOUT_SECONDS
+from shared.domain.directory import TOKEN_TIMEOUT_SECONDS, GraphError, GraphUser
+from shared.domain.errors import TaskExistsError
 from shared.domain.identifiers import UserRef, parse_user
-from shared.usecases.bulk import BulkDeps, CancelChecks, count_task, page_poisoned, process_page
-from shared.usecases.audit_log import state_change
 from shared.domain.messages import (
     CallbackMessage,
     DirectRequest,
@@ -39,12 +38,14 @@ from shared.domain.messages import (
     new_token,
     token_matches,
 )
-from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
 from shared.domain.pacing import WritePacer
 from shared.domain.retry import retry_delay
+from shared.domain.tasks import ErrorCategory, TaskError, TaskRecord, TaskStatus, utcnow
+from shared.usecases.audit_log import state_change
+from shared.usecases.bulk import BulkDeps, CancelChecks, count_task, page_poisoned, process_page
+from shared.usecases.callbacks import CallbackDeps, callbacks_pending, deliver_callbacks
 from shared.usecases.ports import PendingStore
 from shared.usecases.protection import ProtectedAccounts
-from shared.domain.errors import TaskExistsError
 
 log = logging.getLogger("signout.worker")
 _TOKEN_FIELD = re.compile(rb'"token"\s*:\s*"[^"]*"?')
@@ -363,15 +364,16 @@ def _protected(user: str, resolved: dict[str, Any] | None = None) -> Outcome:
 
 def classify(failure: GraphError) -> TaskError:
     """Map a Graph failure to the task's error category."""
-    common = {"code": failure.code, "graph_request_id": failure.request_id, "http_status": failure.status}
+    def error(category: ErrorCategory, hint: str | None = None) -> TaskError:
+        return TaskError(category, failure.message, failure.code, failure.request_id, failure.status, hint)
+
     if failure.transient:
-        return TaskError(ErrorCategory.TRANSIENT, failure.message, **common)
-    if failure.status == 403:
-        hint = PERMISSION_HINT.format(permission=failure.permission or "User.RevokeSessions.All")
-        return TaskError(ErrorCategory.PERMISSION_DENIED, failure.message, hint=hint, **common)
-    if failure.status == 404:
-        return TaskError(ErrorCategory.USER_NOT_FOUND, failure.message, **common)
-    return TaskError(ErrorCategory.INVALID_REQUEST, failure.message, **common)
+        return error(ErrorCategory.TRANSIENT)
+    if failure.status == HTTPStatus.FORBIDDEN:
+        return error(ErrorCategory.PERMISSION_DENIED, PERMISSION_HINT.format(permission=failure.permission or "User.RevokeSessions.All"))
+    if failure.status == HTTPStatus.NOT_FOUND:
+        return error(ErrorCategory.USER_NOT_FOUND)
+    return error(ErrorCategory.INVALID_REQUEST)
 
 
 async def _after_failure(rt: WorkerDeps, record: TaskRecord, message: TaskMessage, failure: GraphError, lane: Lane) -> None:
@@ -396,8 +398,8 @@ async def _after_failure(rt: WorkerDeps, record: TaskRecord, message: TaskMessag
 async def _give_up(rt: WorkerDeps, record: TaskRecord, reason: str, last: TaskError | None = None) -> None:
     budget = f"{rt.settings.retry_budget_minutes:g} minute(s)"
     message = f"gave up after {record.attempts} attempt(s) over the retry budget of {budget}; last error: {reason}"
-    details = {"code": last.code, "graph_request_id": last.graph_request_id, "http_status": last.http_status} if last else {}
-    await move(rt, record, TaskStatus.FAILED, error=TaskError(ErrorCategory.GAVE_UP, message, **details))
+    error = TaskError(ErrorCategory.GAVE_UP, message, *((last.code, last.graph_request_id, last.http_status) if last else ()))
+    await move(rt, record, TaskStatus.FAILED, error=error)
 
 
 async def process_poison(rt: WorkerDeps, raw: bytes, message_id: str, lane: Lane) -> None:

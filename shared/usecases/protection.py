@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from shared.domain.directory import GraphError, GraphResult
+from shared.domain.directory import GraphError, GraphResult, GraphUser
 from shared.domain.identifiers import is_object_id
 
 log = logging.getLogger("signout.protection")
@@ -25,7 +25,7 @@ log = logging.getLogger("signout.protection")
 REFRESH_SECONDS = 3600.0
 RETRY_SECONDS = 30.0  # after a failed refresh, the last good set is used while this passes
 
-LookUp = Callable[[str, str, str], Awaitable[GraphResult]]  # GraphGateway.get_user
+LookUp = Callable[[str, str, str], Awaitable[GraphResult[GraphUser]]]  # GraphGateway.get_user
 
 
 @dataclass(frozen=True)

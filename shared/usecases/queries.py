@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 from datetime import datetime, timezone
+from typing import Any, Protocol, TypeVar
 
 from shared.domain.identifiers import InvalidIdentifierError, UserRef, parse_user
 from shared.domain.messages import is_task_id
-from shared.domain.tasks import TaskRecord, TaskStatus, iso, parse_iso
 from shared.domain.problems import ProblemError, field_error, pointer_to
+from shared.domain.tasks import TaskRecord, TaskStatus, iso, parse_iso
 from shared.usecases.ports import TaskIndex, TaskStore
 
+T = TypeVar("T")
 DEFAULT_TOP = 50
 MAX_TOP = 100
 SCAN_BUDGET = 1000  # index rows read per page at most when a status filter is selective
@@ -116,7 +118,14 @@ async def read_log(rt: QueryDeps, query: LogQuery) -> LogResult:
     return LogResult(tasks, _encode_token(after) if after else None)
 
 
-def _parse(params, name, convert, errors_to_catch, errors, message=None):  # type: ignore[no-untyped-def]
+def _parse(
+    params: dict[str, str],
+    name: str,
+    convert: Callable[[str], T],
+    errors_to_catch: tuple[type[Exception], ...],
+    errors: list[dict[str, Any]],
+    message: str | None = None,
+) -> T | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return None

@@ -39,7 +39,8 @@ class IdempotencyTable:
         """Reserve `key` for this request (replacing an expired or abandoned entry); None if taken."""
         table = await self._table.client()
         partition = idempotency_partition(key)
-        entity = {"PartitionKey": partition, "RowKey": IDEMPOTENCY_ROW, "BodyHash": body_hash, "CreatedAt": utcnow(), "Completed": False}
+        claimed_at = utcnow()
+        entity = {"PartitionKey": partition, "RowKey": IDEMPOTENCY_ROW, "BodyHash": body_hash, "CreatedAt": claimed_at, "Completed": False}
         try:
             if previous is None:
                 metadata = await table.create_entity(entity)
@@ -48,8 +49,8 @@ class IdempotencyTable:
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             return None
         # Indexed by time so that retention finds it (a key is only useful for its TTL).
-        await table.upsert_entity({"PartitionKey": IDEMPOTENCY_LOG, "RowKey": index_row_key(entity["CreatedAt"], partition)})
-        return IdempotencyEntry(body_hash, (), entity["CreatedAt"], completed=False, etag=etag_of(metadata))
+        await table.upsert_entity({"PartitionKey": IDEMPOTENCY_LOG, "RowKey": index_row_key(claimed_at, partition)})
+        return IdempotencyEntry(body_hash, (), claimed_at, completed=False, etag=etag_of(metadata))
 
     async def complete(self, key: str, entry: IdempotencyEntry, task_ids: list[str]) -> None:
         table = await self._table.client()

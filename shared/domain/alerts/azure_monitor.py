@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import islice
+from typing import Any
 
 from shared.domain.alerts.common import Candidate, Parsed, describe, field, items, or_else, required_id, text, title
 from shared.domain.identifiers import is_object_id
@@ -55,11 +56,11 @@ CALLER_NOT_OPTED_IN = (
 )
 
 
-def matches(payload: dict) -> bool:
+def matches(payload: dict[str, Any]) -> bool:
     return (text(field(payload, "schemaId")) or "").lower() == SCHEMA_ID.lower()
 
 
-def parse(payload: dict, dimension_names: frozenset[str]) -> Parsed:
+def parse(payload: dict[str, Any], dimension_names: frozenset[str]) -> Parsed:
     data = field(payload, "data")
     essentials = field(data, "essentials")
     if not isinstance(essentials, dict):
@@ -75,7 +76,7 @@ def parse(payload: dict, dimension_names: frozenset[str]) -> Parsed:
     )
 
 
-def _found(data: object, essentials: dict, dimension_names: frozenset[str]) -> Iterator[Candidate]:
+def _found(data: object, essentials: dict[str, Any], dimension_names: frozenset[str]) -> Iterator[Candidate]:
     context = field(data, "alertContext")
     wanted = {name.lower() for name in dimension_names}
     found = (
@@ -123,7 +124,7 @@ def _properties(properties: object) -> Iterator[tuple[str, str, object]]:
                 yield "custom property", name, value
 
 
-def _signal(essentials: dict) -> str:
+def _signal(essentials: dict[str, Any]) -> str:
     return (text(field(essentials, "signalType")) or "").lower().replace(" ", "")
 
 
@@ -144,7 +145,7 @@ def _caller(caller: object) -> Candidate:
     return Candidate(seen, (("activity log caller", value),))
 
 
-def _no_user(essentials: dict, context: object, dimension_names: frozenset[str]) -> Candidate:
+def _no_user(essentials: dict[str, Any], context: object, dimension_names: frozenset[str]) -> Candidate:
     signal = _signal(essentials)
     if signal == "log":
         seen = list(dict.fromkeys(name for _, name, _ in islice(_named_values(None, context), 1000)))[:_SEEN_NAMES]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 from shared.domain.alerts.common import Candidate, Parsed, describe, field, items, or_else, required_id, text, title
 
@@ -20,11 +21,11 @@ KIND = "defender_xdr"
 _NOT_ENTRA = "not an Entra ID account: no azureAdUserId and no userPrincipalName"
 
 
-def matches(payload: dict) -> bool:
+def matches(payload: dict[str, Any]) -> bool:
     return bool(_alerts(payload))
 
 
-def parse(payload: dict) -> Parsed:
+def parse(payload: dict[str, Any]) -> Parsed:
     located = _alerts(payload)
     ids = [required_id(alert, f"{pointer}/id", "id") for pointer, alert in located]
     alerts = [alert for _, alert in located]
@@ -34,14 +35,14 @@ def parse(payload: dict) -> Parsed:
     return Parsed(alert_id=_delivery_id(ids), name=name, resolved=False, found=_found(alerts))
 
 
-def _alerts(payload: dict) -> list[tuple[str, dict]]:
+def _alerts(payload: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The alerts, each with its JSON Pointer."""
     listed = field(payload, "value")
     located = [(f"/value/{index}", item) for index, item in enumerate(listed)] if isinstance(listed, list) else [("", payload)]
     return [(pointer, alert) for pointer, alert in located if isinstance(alert, dict) and _is_alert(alert)]
 
 
-def _is_alert(alert: dict) -> bool:
+def _is_alert(alert: dict[str, Any]) -> bool:
     return isinstance(field(alert, "evidence"), list) or _odata_type(alert).endswith("security.alert")
 
 
@@ -51,7 +52,7 @@ def _delivery_id(ids: list[str]) -> str:
     return "alerts:" + hashlib.sha256("\n".join(sorted(set(ids))).encode()).hexdigest()[:40]
 
 
-def _found(alerts: list[dict]) -> Iterator[Candidate]:
+def _found(alerts: list[dict[str, Any]]) -> Iterator[Candidate]:
     evidence = (item for alert in alerts for item in items(field(alert, "evidence")))
     users = (_user(item) for item in evidence if _odata_type(item).endswith("userevidence"))
     yield from or_else(users, Candidate("alert", reason="the alert has no userEvidence"))

@@ -8,6 +8,7 @@ product's VendorOriginalId, else AlertLink.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from shared.domain.alerts.common import Candidate, Parsed, field, or_else, required_id, title
 from shared.domain.alerts.sentinel_entities import accounts, entity_list
@@ -17,13 +18,13 @@ _NAMES = ("AlertDisplayName", "AlertName", "DisplayName")
 _NO_ACCOUNT = "the alert has no Account entity; map one (AadUserId, or Name and UPNSuffix) in the analytics rule"
 
 
-def matches(payload: dict) -> bool:
+def matches(payload: dict[str, Any]) -> bool:
     return field(payload, "SystemAlertId") is not None or (
         field(payload, "Entities") is not None and field(payload, *_NAMES) is not None
     )
 
 
-def parse(payload: dict) -> Parsed:
+def parse(payload: dict[str, Any]) -> Parsed:
     return Parsed(
         alert_id=required_id(payload, "/SystemAlertId", "SystemAlertId", "VendorOriginalId", "AlertLink"),
         name=title(field(payload, *_NAMES), "Microsoft Sentinel alert"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from shared.domain.alerts.common import Candidate, describe, field, text
 
@@ -30,7 +31,7 @@ def accounts(entities: Iterable[object], *, all_accounts: bool = False) -> Itera
             yield account(fields)
 
 
-def account(fields: dict) -> Candidate:
+def account(fields: dict[str, Any]) -> Candidate:
     object_id = field(fields, "AadUserId")
     name, suffix = text(field(fields, "accountName", "Name")), text(field(fields, "UPNSuffix"))
     on_premises = {"NTDomain": field(fields, "NTDomain"), "Sid": field(fields, "Sid")}
@@ -60,7 +61,7 @@ def entity_list(value: object) -> tuple[list[object], str]:
     return (parsed, "") if isinstance(parsed, list) else ([], "Entities is not a JSON list")
 
 
-def _account_fields(entity: object, all_accounts: bool) -> dict | None:
+def _account_fields(entity: object, all_accounts: bool) -> dict[str, Any] | None:
     if not isinstance(entity, dict):
         return None
     # `kind` first: an ARM entity's `type` is "Microsoft.SecurityInsights/Entities"

@@ -12,6 +12,8 @@ The id is the incident's ARM id (stable for the incident's life), else its name 
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.domain.alerts.common import Candidate, Parsed, field, items, or_else, required_id, title
 from shared.domain.alerts.sentinel_entities import accounts
 
@@ -20,11 +22,11 @@ _DEFAULT_NAME = "Microsoft Sentinel incident"
 _NO_ACCOUNT = Candidate("incident", reason="the incident has no Account entity")
 
 
-def matches(payload: dict) -> bool:
+def matches(payload: dict[str, Any]) -> bool:
     return _incident(payload) is not None or isinstance(field(payload, "Accounts"), list)
 
 
-def parse(payload: dict) -> Parsed:
+def parse(payload: dict[str, Any]) -> Parsed:
     incident = _incident(payload)
     if incident is None:  # "Entities - Get Accounts" output
         return Parsed(
@@ -43,7 +45,7 @@ def parse(payload: dict) -> Parsed:
     )
 
 
-def _incident(payload: dict) -> dict | None:
+def _incident(payload: dict[str, Any]) -> dict[str, Any] | None:
     """The incident resource: the trigger's `object`, or the payload itself when it is one."""
     envelope = field(payload, "object")
     if isinstance(envelope, dict) and isinstance(field(envelope, "properties"), dict):
