@@ -107,13 +107,13 @@ class Runtime:
 
     @cached_property
     def credential(self) -> AsyncTokenCredential:
-        from shared.adapters.credentials import create_credential  # noqa: PLC0415 - azure-identity loads only when needed
+        from shared.adapters.credentials import create_credential
 
         return create_credential()
 
     @cached_property
     def graph(self) -> GraphGateway:
-        from shared.adapters.graph import GraphGateway, create_graph_client  # noqa: PLC0415 - msgraph-sdk is slow to import
+        from shared.adapters.graph import GraphGateway, create_graph_client
 
         client = create_graph_client(self.settings, self.credential)
         return GraphGateway(client, self.settings.graph_timeout_seconds, self.credential, self.settings.graph_scope)
@@ -121,7 +121,7 @@ class Runtime:
     @cached_property
     def protected(self) -> ProtectedAccounts:
         """PROTECTED_USERS resolved to object ids, cached for the process (refreshed hourly)."""
-        from shared.usecases.protection import ProtectedAccounts  # noqa: PLC0415 - it imports the Graph values
+        from shared.usecases.protection import ProtectedAccounts
 
         return ProtectedAccounts(self.settings.protected_users, self.graph.get_user)
 
@@ -140,7 +140,7 @@ class Runtime:
 
 def warm_up() -> None:
     """Load what msgraph-sdk imports lazily on first use, once at worker start-up."""
-    from shared.adapters.graph import warm_up as warm_up_graph  # noqa: PLC0415 - msgraph-sdk is slow to import
+    from shared.adapters.graph import warm_up as warm_up_graph
 
     warm_up_graph()
 

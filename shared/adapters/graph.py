@@ -74,10 +74,14 @@ class GraphGateway:
         is reported as such, not as a Graph timeout; the SDK then takes it from the cache."""
         try:
             await asyncio.wait_for(self._credential.get_token(self._scope, enable_cae=True), TOKEN_TIMEOUT_SECONDS)
-        except asyncio.TimeoutError as exc:
-            raise GraphError("the managed identity endpoint did not answer in time", code="TokenUnavailable", transient=True) from exc
+        except TimeoutError as exc:
+            raise GraphError(
+                "the managed identity endpoint did not answer in time", code="TokenUnavailable", transient=True
+            ) from exc
         except ClientAuthenticationError as exc:
-            raise GraphError(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
+            raise GraphError(
+                f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True
+            ) from exc
 
     async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult[GraphUser]:
         """GET /users/{id}?$select=... read as raw JSON: kiota's User model builds a ~150-entry
@@ -90,7 +94,9 @@ class GraphGateway:
         found = await self._call(call, inspect, READ_PERMISSION)
         return GraphResult(_graph_user(found.value, found.request_id), found.request_id)
 
-    async def list_users(self, group_id: str | None, next_link: str | None, request_id: str, page_size: int) -> GraphResult[UserPage]:
+    async def list_users(
+        self, group_id: str | None, next_link: str | None, request_id: str, page_size: int
+    ) -> GraphResult[UserPage]:
         """One page of the tenant's users, or of a group's transitive user members."""
         priority = "low"  # enumeration for bulk jobs never competes with alert-driven work
         if next_link is not None and not is_own_page_link(next_link, self._client.request_adapter.base_url, group_id, page_size):
@@ -111,7 +117,9 @@ class GraphGateway:
         page = _user_page(found.value, found.request_id)
         base_url = self._client.request_adapter.base_url
         if page.next_link is not None and not is_own_page_link(page.next_link, base_url, group_id, page_size):
-            raise GraphError("Graph returned a nextLink outside the job's collection", code="UnexpectedNextLink", request_id=found.request_id)
+            raise GraphError(
+                "Graph returned a nextLink outside the job's collection", code="UnexpectedNextLink", request_id=found.request_id
+            )
         return GraphResult(page, found.request_id)
 
     async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult[Any]:
@@ -129,13 +137,17 @@ class GraphGateway:
             value = await asyncio.wait_for(call, timeout=self._timeout)
         except APIError as exc:
             raise _from_api_error(exc, permission) from exc
-        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+        except (TimeoutError, httpx.TimeoutException) as exc:
             raise GraphError("Microsoft Graph did not answer in time", code="Timeout", transient=True) from exc
         except httpx.TransportError as exc:
-            raise GraphError(f"connection to Microsoft Graph failed: {type(exc).__name__}", code="ConnectionError", transient=True) from exc
+            raise GraphError(
+                f"connection to Microsoft Graph failed: {type(exc).__name__}", code="ConnectionError", transient=True
+            ) from exc
         except ClientAuthenticationError as exc:
             # The managed-identity endpoint failed or is slow: not a permission problem.
-            raise GraphError(f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True) from exc
+            raise GraphError(
+                f"could not get a token from the managed identity: {exc.message}", code="TokenUnavailable", transient=True
+            ) from exc
         headers = inspect.response_headers
         percentage = _first(headers.get("x-ms-throttle-limit-percentage"))
         return GraphResult(value, _first(headers.get("request-id")), float(percentage) if percentage else None)
@@ -163,7 +175,9 @@ def _user_page(raw: bytes | None, request_id: str | None) -> UserPage:
         raise GraphError(f"Graph returned an unreadable page: {exc}", request_id=request_id, transient=True) from exc
 
 
-def _config(client_request_id: str, priority: str, query: Any = None) -> tuple[RequestConfiguration[Any], HeadersInspectionHandlerOption]:
+def _config(
+    client_request_id: str, priority: str, query: Any = None
+) -> tuple[RequestConfiguration[Any], HeadersInspectionHandlerOption]:
     inspect = HeadersInspectionHandlerOption(inspect_response_headers=True)
     config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query, options=[inspect])
     config.headers.add("client-request-id", client_request_id)

@@ -6,6 +6,8 @@ Logic Apps Azure Queues connector writes.
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
@@ -22,10 +24,8 @@ class StorageQueues:
     async def _queue(self, name: str) -> QueueClient:
         client = self._service.get_queue_client(name)
         if name not in self._ready:
-            try:  # once per process; in Azure the template has already created it
+            with suppress(ResourceExistsError):  # once per process; in Azure the template created it
                 await client.create_queue()
-            except ResourceExistsError:
-                pass
             self._ready.add(name)
         return client
 

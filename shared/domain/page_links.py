@@ -15,9 +15,11 @@ def is_own_page_link(link: str, base_url: str, group_id: str | None, page_size: 
     base, parts = urlsplit(base_url), urlsplit(link)
     if (parts.scheme, parts.netloc.lower()) != (base.scheme, base.netloc.lower()) or parts.fragment:
         return False
-    collections = [f"{base.path}/users"] if group_id is None else [
-        f"{base.path}/groups/{group_id}/transitiveMembers/{cast}" for cast in ("microsoft.graph.user", "graph.user")
-    ]
+    collections = (
+        [f"{base.path}/users"]
+        if group_id is None
+        else [f"{base.path}/groups/{group_id}/transitiveMembers/{cast}" for cast in ("microsoft.graph.user", "graph.user")]
+    )
     if parts.path.lower() not in [path.lower() for path in collections]:
         return False
     try:

@@ -133,15 +133,23 @@ def parse_bulk_target(data: dict[str, Any], allow_all_users: bool) -> str | None
     if "group" in data:
         group = data["group"]
         if not isinstance(group, str) or not is_object_id(group.strip()):
-            raise ProblemError(400, "Invalid request", "group must be a group object id", [field_error("/group", "is not a GUID")])
+            raise ProblemError(
+                400, "Invalid request", "group must be a group object id", [field_error("/group", "is not a GUID")]
+            )
         return group.strip().lower()
     if data.get("allUsers") is not True:
         raise ProblemError(400, "Invalid request", "allUsers must be true", [field_error("/allUsers", "must be true")])
     if not allow_all_users:
-        raise ProblemError(403, "Forbidden", "signing out every user is disabled: set the app setting ALLOW_ALL_USERS=true to allow it")
+        raise ProblemError(
+            403, "Forbidden", "signing out every user is disabled: set the app setting ALLOW_ALL_USERS=true to allow it"
+        )
     if str(data.get("confirm", "")).strip().lower() != ALL_USERS_CONFIRMATION:
-        raise ProblemError(400, "Confirmation required", f'add "confirm": "{ALL_USERS_CONFIRMATION}" to sign out every user of the tenant',
-                      [field_error("/confirm", f"must be {ALL_USERS_CONFIRMATION!r}")])  
+        raise ProblemError(
+            400,
+            "Confirmation required",
+            f'add "confirm": "{ALL_USERS_CONFIRMATION}" to sign out every user of the tenant',
+            [field_error("/confirm", f"must be {ALL_USERS_CONFIRMATION!r}")],
+        )
     return None
 
 
@@ -152,13 +160,20 @@ class BulkRequest:
     correlation_id: str | None = None
 
     def fingerprint(self) -> str:
-        canonical = {"group": self.group_id, "allUsers": self.group_id is None, "description": self.description, "correlationId": self.correlation_id}
+        canonical = {
+            "group": self.group_id,
+            "allUsers": self.group_id is None,
+            "description": self.description,
+            "correlationId": self.correlation_id,
+        }
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 def parse_bulk_request(data: dict[str, Any], allow_all_users: bool) -> BulkRequest:
     """`{"group": "<group object id>"}` or `{"allUsers": true, "confirm": "sign out all users"}`."""
-    errors = [field_error(pointer_to(name), "is not a known field for a bulk sign-out") for name in sorted(set(data) - BULK_FIELDS)]
+    errors = [
+        field_error(pointer_to(name), "is not a known field for a bulk sign-out") for name in sorted(set(data) - BULK_FIELDS)
+    ]
     if "group" in data and "allUsers" in data:
         errors.append(field_error("/allUsers", "give either `group` or `allUsers`, not both"))
     description = _text(data, "description", MAX_DESCRIPTION, errors, multiline=True)

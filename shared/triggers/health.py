@@ -31,7 +31,10 @@ log = logging.getLogger("signout.health")
 # Each feature, the least-privileged permission it needs, and broader ones that also work.
 FEATURES: dict[str, tuple[str, frozenset[str]]] = {
     "signOut": ("User.RevokeSessions.All", frozenset({"User.ReadWrite.All", "Directory.ReadWrite.All"})),
-    "resolveAndVerifyUsers": ("User.Read.All", frozenset({"User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"})),
+    "resolveAndVerifyUsers": (
+        "User.Read.All",
+        frozenset({"User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}),
+    ),
     "bulkByGroup": ("GroupMember.Read.All", frozenset({"Group.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"})),
 }
 REQUIRED_FEATURES = ("signOut", "resolveAndVerifyUsers")
@@ -79,7 +82,11 @@ def permission_report(roles: list[str]) -> dict[str, Any]:
         if not available:
             entry["fix"] = f"grant the managed identity the Microsoft Graph application permission {least} and admin-consent it"
         features[name] = entry
-    report: dict[str, Any] = {"ok": all(features[name]["available"] for name in REQUIRED_FEATURES), "granted": sorted(granted), "features": features}
+    report: dict[str, Any] = {
+        "ok": all(features[name]["available"] for name in REQUIRED_FEATURES),
+        "granted": sorted(granted),
+        "features": features,
+    }
     broader = sorted(granted & BROADER_THAN_NEEDED)
     if broader:
         report["warning"] = f"broader than needed (least privilege): {', '.join(broader)}"
@@ -125,7 +132,9 @@ CHECKS = {
     "configuration": Check(_configuration, "the configuration could not be read in time", "the configuration is invalid"),
     "storage": Check(_storage, "storage did not answer", "storage refused the request"),
     "graphPermissions": Check(_graph_permissions, "the managed identity endpoint did not answer", "could not get a token"),
-    "protectedUsers": Check(_protection, "Microsoft Graph did not answer", "PROTECTED_USERS could not be resolved: nobody is signed out"),
+    "protectedUsers": Check(
+        _protection, "Microsoft Graph did not answer", "PROTECTED_USERS could not be resolved: nobody is signed out"
+    ),
     "tasks": Check(_tasks, "storage did not answer", "storage refused the request"),
 }
 
@@ -153,14 +162,19 @@ def _discard(task: asyncio.Task[Any]) -> None:
 class Health:
     """Runs the checks together, each within `timeout`, and keeps each result for `ttl` seconds."""
 
-    def __init__(self, checks: dict[str, Check], timeout: float = CHECK_TIMEOUT_SECONDS, ttl: float = CACHE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        checks: dict[str, Check],
+        timeout: float = CHECK_TIMEOUT_SECONDS,
+        ttl: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.checks, self.timeout, self.ttl, self.clock = checks, timeout, ttl, clock
         self._rounds: dict[str, tuple[float, asyncio.Future[dict[str, Any]]]] = {}
 
     async def report(self) -> dict[str, Any]:
         results = await asyncio.gather(*(self._result(name) for name in self.checks))
-        checks = dict(zip(self.checks, results))
+        checks = dict(zip(self.checks, results, strict=True))
         return {"status": "healthy" if all(check["ok"] for check in results) else "unhealthy", "checks": checks}
 
     async def _result(self, name: str) -> dict[str, Any]:
@@ -182,7 +196,7 @@ class Health:
             return {"ok": False, "state": "timeout", "error": check.silent}
         try:
             details = dict(probe.result())
-        except Exception as exc:  # report, never raise: health must answer when things are broken
+        except Exception as exc:  # noqa: BLE001 - report, never raise: health must answer when things are broken
             return _failure(name, check, exc)
         ok = details.pop("ok", True)  # the permission report says whether the required roles are there
         return {"ok": ok, "state": "ok" if ok else "failing", **details}

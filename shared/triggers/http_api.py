@@ -78,7 +78,9 @@ async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(body)
 
 
-async def _create_job(req: func.HttpRequest, data: dict[str, object], key: str | None, requested_by: Principal | None) -> func.HttpResponse:
+async def _create_job(
+    req: func.HttpRequest, data: dict[str, object], key: str | None, requested_by: Principal | None
+) -> func.HttpResponse:
     request = parse_bulk_request(data, get_settings().allow_all_users)
     rt = runtime()
 
@@ -134,7 +136,9 @@ async def cancel_job_request(req: func.HttpRequest) -> func.HttpResponse:
     try:
         job = await cancel_job(runtime(), job, requested_by)
     except JobFinishedError:
-        raise ProblemError(409, "Job already finished", f"bulk job {job.id} has finished; there is nothing left to cancel") from None
+        raise ProblemError(
+            409, "Job already finished", f"bulk job {job.id} has finished; there is nothing left to cancel"
+        ) from None
     return await _job_response(req, job)
 
 
@@ -152,9 +156,15 @@ async def ingest_alert(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({**summary, "ignored": "caller not opted in", "reason": alert.ignored})
     if not alert.users:
         errors = [field_error("", f"{item['entity']}: {item['reason']}") for item in alert.unusable]
-        raise ProblemError(422, "No usable user in the alert", f"{alert.kind} alert {alert.alert_id} names no Entra ID user to sign out", errors)
+        raise ProblemError(
+            422, "No usable user in the alert", f"{alert.kind} alert {alert.alert_id} names no Entra ID user to sign out", errors
+        )
     tasks = await accept_alert(runtime(), alert, requested_by)
-    body = {**summary, "tasks": [{**_summary(task), "statusUrl": status_url(req, task)} for task in tasks], "unusable": list(alert.unusable)}
+    body = {
+        **summary,
+        "tasks": [{**_summary(task), "statusUrl": status_url(req, task)} for task in tasks],
+        "unusable": list(alert.unusable),
+    }
     return json_response(body, 202)
 
 

@@ -37,8 +37,17 @@ def _unavailable(exc: Exception) -> ProblemError | None:
     """Storage or a dependency is down: 503 so the caller retries. Per user, nothing is
     half-accepted; a request for several users lists which ones were accepted anyway."""
     if isinstance(exc, PartlyAcceptedError):
-        errors = [{"pointer": "/users", "detail": f"{user}: not accepted (storage unavailable); retry"} for user in exc.failed_users]
-        problem = ProblemError(503, "Partly accepted", f"{len(exc.accepted)} accepted, {len(exc.failed_users)} not: retry the request (accepted users join their queued tasks)", errors, {"Retry-After": "5"})
+        errors = [
+            {"pointer": "/users", "detail": f"{user}: not accepted (storage unavailable); retry"} for user in exc.failed_users
+        ]
+        problem = ProblemError(
+            503,
+            "Partly accepted",
+            f"{len(exc.accepted)} accepted, {len(exc.failed_users)} not: "
+            "retry the request (accepted users join their queued tasks)",
+            errors,
+            {"Retry-After": "5"},
+        )
         problem.extra = {"tasks": [{"id": task.id, "user": task.user, "status": task.status.value} for task in exc.accepted]}
         return problem
     if isinstance(exc, BusyError):
@@ -76,9 +85,11 @@ def endpoint(role: str | None) -> Callable[[Handler], Handler]:
             except ProblemError as problem:
                 return problem_response(problem, path)
             except SettingsError as exc:  # nothing is accepted or run until it is fixed (fail closed)
-                log.error("configuration error: %s", exc)  # noqa: TRY400 - the message names the fix; no traceback needed
-                return problem_response(ProblemError(503, "Service misconfigured", f"{exc.public}; ask the administrator to fix it"), path)
-            except Exception as exc:  # noqa: BLE001 - the edge: every failure becomes a response
+                log.error("configuration error: %s", exc)
+                return problem_response(
+                    ProblemError(503, "Service misconfigured", f"{exc.public}; ask the administrator to fix it"), path
+                )
+            except Exception as exc:
                 unavailable = _unavailable(exc)
                 if unavailable is not None:
                     log.warning("dependency unavailable on %s: %s", path, type(exc).__name__)

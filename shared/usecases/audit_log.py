@@ -9,6 +9,7 @@ from shared.domain.tasks import TaskRecord
 
 log = logging.getLogger("signout.task")
 
+
 def state_change(record: TaskRecord, note: str = "", graph_request_id: str | None = None) -> None:
     fields = {
         "taskId": record.id,

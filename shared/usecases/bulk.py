@@ -56,6 +56,7 @@ class BulkDeps(Protocol):
     @property
     def counters(self) -> CounterStore: ...
 
+
 OUTCOMES = ("succeeded", "failed", "skipped")
 # Task creation runs beside the workers in the same process: a few calls at a time keep its share
 # of the CPU small (bench.quota --users 2000, before the backlog limit: 4 in flight gave 0.92 of
@@ -63,8 +64,9 @@ OUTCOMES = ("succeeded", "failed", "skipped")
 _PARALLEL = 4
 
 
-async def create_job(rt: BulkDeps, group_id: str | None, description: str, correlation_id: str | None,
-                     requested_by: Principal | None) -> Job:  # fmt: skip
+async def create_job(
+    rt: BulkDeps, group_id: str | None, description: str, correlation_id: str | None, requested_by: Principal | None
+) -> Job:
     job = Job(str(uuid.uuid4()), group_id, description, correlation_id, requested_by, utcnow(), token=new_token())
     job = await rt.jobs.create(job)
     await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, 1, job.token).to_text())
@@ -84,7 +86,9 @@ async def process_page(rt: BulkDeps, message: JobPageMessage) -> None:
     taken from the message: the job row holds the next one, and each page's own row holds its."""
     job = await get_job(rt, message.job_id)
     if job is None or not token_matches(job.token, message.token):
-        log.error("page %d of job %s dropped: no such job, or the message was not written by this service", message.page, message.job_id)
+        log.error(
+            "page %d of job %s dropped: no such job, or the message was not written by this service", message.page, message.job_id
+        )
         return
     if not await _page_wanted(rt, job, message):
         return
@@ -138,9 +142,17 @@ async def _page_link(rt: BulkDeps, job: Job, page: int) -> str | None:
 async def _record_page(rt: BulkDeps, job: Job, number: int, link: str | None, page: UserPage) -> Job:
     if link is not None:  # first, so that a redelivery of this page finds its link
         await rt.jobs.save_page_link(job.id, number, link)
-    job = replace(job, pages_done=number, next_link=page.next_link, next_page_queued=False, started_at=job.started_at or utcnow(),
-                  enumerated=page.next_link is None, discovered=job.discovered + len(set(page.users)),
-                  page_failing_since=None, page_failures=0)  # fmt: skip
+    job = replace(
+        job,
+        pages_done=number,
+        next_link=page.next_link,
+        next_page_queued=False,
+        started_at=job.started_at or utcnow(),
+        enumerated=page.next_link is None,
+        discovered=job.discovered + len(set(page.users)),
+        page_failing_since=None,
+        page_failures=0,
+    )
     job = await rt.jobs.replace(job)
     log.info("job %s: page %d, %d users (%d so far)", job.id, number, len(page.users), job.discovered)
     return job
@@ -155,7 +167,9 @@ async def _page_failed(rt: BulkDeps, job: Job, message: JobPageMessage, failure:
         return
     since = job.page_failing_since or utcnow()
     if utcnow() - since >= rt.settings.retry_budget:
-        await _stop(rt, job, f"Graph kept failing for the retry budget ({rt.settings.retry_budget_minutes:g} minutes): {failure.message}")
+        await _stop(
+            rt, job, f"Graph kept failing for the retry budget ({rt.settings.retry_budget_minutes:g} minutes): {failure.message}"
+        )
         return
     delay = retry_delay(failure.retry_after, job.page_failures + 1, rt.settings.retry_base_seconds)
     with suppress(ConcurrentUpdateError):  # a concurrent copy recorded it: its own count is as good
@@ -212,10 +226,22 @@ async def _queue_next_page(rt: BulkDeps, job: Job) -> Job:
 async def _create_tasks(rt: BulkDeps, job: Job, users: list[PageUser]) -> None:
     now = utcnow()
     records = [
-        TaskRecord(id=job.task_id(user.id), user=user.id, status=TaskStatus.QUEUED, created_at=now, updated_at=now,
-                   description=job.description, source="bulk", job_id=job.id, correlation_id=job.correlation_id,
-                   requested_by=job.requested_by, resolved_id=user.id, resolved_upn=user.user_principal_name,
-                   user_type=user.user_type, token=new_token())  # fmt: skip
+        TaskRecord(
+            id=job.task_id(user.id),
+            user=user.id,
+            status=TaskStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            description=job.description,
+            source="bulk",
+            job_id=job.id,
+            correlation_id=job.correlation_id,
+            requested_by=job.requested_by,
+            resolved_id=user.id,
+            resolved_upn=user.user_principal_name,
+            user_type=user.user_type,
+            token=new_token(),
+        )
         for user in users
     ]
     limit = asyncio.Semaphore(_PARALLEL)
@@ -324,7 +350,6 @@ async def job_report(rt: BulkDeps, job: Job) -> tuple[dict[str, Any], bool]:
         "cancelledBy": job.cancelled_by.as_api() if job.cancelled_by else None,
     }
     return report, finished
-
 
 
 def _state(job: Job, finished: bool) -> str:

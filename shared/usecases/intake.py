@@ -88,7 +88,9 @@ class BusyError(Exception):
     """Another request is accepting the same thing right now; the caller should retry."""
 
 
-async def accept(rt: IntakeDeps, request: SignoutRequest, idempotency_key: str | None, requested_by: Principal | None) -> Accepted:
+async def accept(
+    rt: IntakeDeps, request: SignoutRequest, idempotency_key: str | None, requested_by: Principal | None
+) -> Accepted:
     if idempotency_key is None:
         return Accepted(await _accept_all(rt, request, requested_by))
     return await _accept_once(rt, request, idempotency_scope("signouts", requested_by, idempotency_key), requested_by)
@@ -120,20 +122,31 @@ async def _accept_once(
     return Accepted(tasks)
 
 
-async def idempotent(rt: IntakeDeps, key: str, fingerprint: str, run: Callable[[], Awaitable[tuple[list[str], T]]]) -> tuple[list[str], T | None]:
+async def idempotent(
+    rt: IntakeDeps, key: str, fingerprint: str, run: Callable[[], Awaitable[tuple[list[str], T]]]
+) -> tuple[list[str], T | None]:
     """Run `run` once per key within 24 hours. Returns the ids it produced, and its result when it
     ran now (None when this is a replay of an earlier request with the same key and body)."""
     entry = await rt.idempotency.get(key)
     if entry and utcnow() - entry.created_at < IDEMPOTENCY_TTL:
         if entry.body_hash != fingerprint:
-            raise ProblemError(422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request body in the last 24 hours")
+            raise ProblemError(
+                422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request body in the last 24 hours"
+            )
         if entry.completed:
             return list(entry.task_ids), None
         if utcnow() - entry.created_at < ACCEPT_WINDOW:
-            raise ProblemError(409, "Request in progress", "a request with this Idempotency-Key is still being accepted", headers={"Retry-After": "1"})
+            raise ProblemError(
+                409,
+                "Request in progress",
+                "a request with this Idempotency-Key is still being accepted",
+                headers={"Retry-After": "1"},
+            )
     claim = await rt.idempotency.claim(key, fingerprint, entry)
     if claim is None:
-        raise ProblemError(409, "Request in progress", "a request with this Idempotency-Key is being accepted", headers={"Retry-After": "1"})
+        raise ProblemError(
+            409, "Request in progress", "a request with this Idempotency-Key is being accepted", headers={"Retry-After": "1"}
+        )
     try:
         ids, result = await run()
     except BaseException:
@@ -153,7 +166,9 @@ async def _accept_all(rt: IntakeDeps, request: SignoutRequest, requested_by: Pri
             return await accept_user(rt, user, request, requested_by)
 
     outcomes = await asyncio.gather(*(one(user) for user in request.users), return_exceptions=True)
-    failed = [(user, outcome) for user, outcome in zip(request.users, outcomes) if isinstance(outcome, BaseException)]
+    failed = [
+        (user, outcome) for user, outcome in zip(request.users, outcomes, strict=True) if isinstance(outcome, BaseException)
+    ]
     if failed:
         accepted = [outcome for outcome in outcomes if isinstance(outcome, TaskRecord)]
         if not accepted:
@@ -270,12 +285,12 @@ async def _written(rt: IntakeDeps, task_id: str) -> bool | None:
     surfaces after ACCEPT_WINDOW and the worker runs it if, and only if, the record exists)."""
     try:
         return await rt.tasks.get(task_id) is not None
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means storage cannot say
         return None
 
 
 async def _quietly(step: object, what: str) -> None:
     try:
         await step  # type: ignore[misc]
-    except Exception as exc:  # best effort: the design tolerates this step failing
+    except Exception as exc:  # noqa: BLE001 - best effort: the design tolerates this step failing
         log.warning("could not %s: %s", what, type(exc).__name__)

@@ -61,7 +61,7 @@ class JobCounts:
         except AlreadyCountedError:  # a redelivery among them: count each on its own
             await asyncio.gather(*(self._commit_one(count) for count in group))
             return
-        except Exception as exc:  # storage failed: each invocation fails and is retried by the host
+        except Exception as exc:  # noqa: BLE001 - storage failed: each invocation fails and is retried by the host
             _settle(group, exc)
             return
         _settle(group, None)
@@ -76,8 +76,8 @@ class JobCounts:
                     if await self.counters.has_marker(count.job_id, count.marker):
                         break  # counted before
             else:
-                raise ConcurrentUpdateError(count.job_id)
-        except Exception as exc:
+                raise ConcurrentUpdateError(count.job_id)  # noqa: TRY301 - settled with the other failures below
+        except Exception as exc:  # noqa: BLE001 - every failure goes to the waiting invocations
             _settle([count], exc)
             return
         _settle([count], None)

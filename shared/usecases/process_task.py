@@ -66,7 +66,10 @@ PERMISSION_HINT = (
     "Grant the Function App's managed identity the Microsoft Graph application permission {permission} "
     "(admin consent required); see README, Deployment."
 )
-POISONED = "gave up: its queue message failed repeatedly and was moved to the poison queue, and the retry budget (RETRY_BUDGET_MINUTES) is spent"
+POISONED = (
+    "gave up: its queue message failed repeatedly and was moved to the poison queue, "
+    "and the retry budget (RETRY_BUDGET_MINUTES) is spent"
+)
 
 
 class WorkerDeps(BulkDeps, CallbackDeps, Protocol):
@@ -146,7 +149,9 @@ def decode_for(raw: bytes, message_id: str, lane: Lane) -> Message | None:
         log.error("dropped invalid queue message %s on %s: %r; starts with %r", message_id, lane.queue, exc.reason, _excerpt(raw))
         return None
     if not isinstance(message, lane.accepts):
-        log.error("dropped %s %s on %s: this queue does not take that kind of message", type(message).__name__, message_id, lane.queue)
+        log.error(
+            "dropped %s %s on %s: this queue does not take that kind of message", type(message).__name__, message_id, lane.queue
+        )
         return None
     return message
 
@@ -206,7 +211,9 @@ async def adopt_direct_request(rt: WorkerDeps, request: DirectRequest, message_i
 async def process_task(rt: WorkerDeps, message: TaskMessage, lane: Lane, message_id: str = "") -> None:
     record = await rt.tasks.get(message.task_id)
     if record is None:
-        log.warning("dropped message for task %s: no record (the sweeper re-drives it if its record lands later)", message.task_id)
+        log.warning(
+            "dropped message for task %s: no record (the sweeper re-drives it if its record lands later)", message.task_id
+        )
         return
     if not _belongs(record, message, lane):
         return
@@ -215,20 +222,15 @@ async def process_task(rt: WorkerDeps, message: TaskMessage, lane: Lane, message
         await count_task(rt, record)  # in case the last run stopped between the two
         await finish(rt, record)
         return
-    if (remaining := _attempt_running_elsewhere(record, message_id)) is not None:
-        log.info("task %s: its attempt runs under another message; this copy looks again later", record.id)
-        await rt.queue.put(lane.queue, message.to_text(), max(1.0, remaining))
-        return
-    if record.job_id and record.status is TaskStatus.QUEUED and await rt.cancel_checks.cancelled(record.job_id):
-        error = TaskError(ErrorCategory.CANCELLED, f"not signed out: bulk job {record.job_id} was cancelled before this task started")
-        await move(rt, record, TaskStatus.SKIPPED, error=error)
+    if await _settled_without_an_attempt(rt, record, message, lane, message_id):
         return
     # A task rescheduled after a failure always gets its attempt (the budget was checked then);
     # one whose last attempt ended without a result (a crash) counts against the budget here.
     crashed = record.status is TaskStatus.IN_PROGRESS
     retry_since = record.retry_since or (utcnow() if crashed else None)
     if crashed and retry_since and _budget_spent(rt, retry_since):
-        await _give_up(rt, record, record.error.message if record.error else "the task's attempts ended without a result", record.error)
+        reason = record.error.message if record.error else "the task's attempts ended without a result"
+        await _give_up(rt, record, reason, record.error)
         return
     if not lane.high and not _protected_locally(rt, record, message.user):
         try:
@@ -237,6 +239,22 @@ async def process_task(rt: WorkerDeps, message: TaskMessage, lane: Lane, message
             await rt.queue.put(lane.queue, message.to_text(), deferred.seconds)
             return
     await _attempt(rt, record, message, lane, message_id, retry_since)
+
+
+async def _settled_without_an_attempt(
+    rt: WorkerDeps, record: TaskRecord, message: TaskMessage, lane: Lane, message_id: str
+) -> bool:
+    """A copy of the message while another attempt runs looks again later; a task of a cancelled
+    job is skipped. True when this delivery is done."""
+    if (remaining := _attempt_running_elsewhere(record, message_id)) is not None:
+        log.info("task %s: its attempt runs under another message; this copy looks again later", record.id)
+        await rt.queue.put(lane.queue, message.to_text(), max(1.0, remaining))
+        return True
+    if record.job_id and record.status is TaskStatus.QUEUED and await rt.cancel_checks.cancelled(record.job_id):
+        reason = f"not signed out: bulk job {record.job_id} was cancelled before this task started"
+        await move(rt, record, TaskStatus.SKIPPED, error=TaskError(ErrorCategory.CANCELLED, reason))
+        return True
+    return False
 
 
 def _belongs(record: TaskRecord, message: TaskMessage, lane: Lane) -> bool:
@@ -254,14 +272,22 @@ def _belongs(record: TaskRecord, message: TaskMessage, lane: Lane) -> bool:
     return False
 
 
-async def _attempt(rt: WorkerDeps, record: TaskRecord, message: TaskMessage, lane: Lane, message_id: str, retry_since: datetime | None) -> None:
+async def _attempt(
+    rt: WorkerDeps, record: TaskRecord, message: TaskMessage, lane: Lane, message_id: str, retry_since: datetime | None
+) -> None:
     budget = attempt_seconds(rt)
     deadline = utcnow() + timedelta(seconds=budget)
     await rt.index.mark_active(record.id, deadline + SWEEP_GRACE)  # first: a crash from here on is swept
     record = await move(
-        rt, record, TaskStatus.IN_PROGRESS, attempts=record.attempts + 1, next_attempt_at=None,
-        attempt_message_id=message_id, attempt_deadline=deadline, retry_since=retry_since,
-    )  # fmt: skip
+        rt,
+        record,
+        TaskStatus.IN_PROGRESS,
+        attempts=record.attempts + 1,
+        next_attempt_at=None,
+        attempt_message_id=message_id,
+        attempt_deadline=deadline,
+        retry_since=retry_since,
+    )
     try:
         async with asyncio.timeout(budget - STORAGE_MARGIN_SECONDS):
             outcome = await revoke(rt, record, message.user, lane)
@@ -364,13 +390,16 @@ def _protected(user: str, resolved: dict[str, Any] | None = None) -> Outcome:
 
 def classify(failure: GraphError) -> TaskError:
     """Map a Graph failure to the task's error category."""
+
     def error(category: ErrorCategory, hint: str | None = None) -> TaskError:
         return TaskError(category, failure.message, failure.code, failure.request_id, failure.status, hint)
 
     if failure.transient:
         return error(ErrorCategory.TRANSIENT)
     if failure.status == HTTPStatus.FORBIDDEN:
-        return error(ErrorCategory.PERMISSION_DENIED, PERMISSION_HINT.format(permission=failure.permission or "User.RevokeSessions.All"))
+        return error(
+            ErrorCategory.PERMISSION_DENIED, PERMISSION_HINT.format(permission=failure.permission or "User.RevokeSessions.All")
+        )
     if failure.status == HTTPStatus.NOT_FOUND:
         return error(ErrorCategory.USER_NOT_FOUND)
     return error(ErrorCategory.INVALID_REQUEST)

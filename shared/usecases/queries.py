@@ -7,7 +7,7 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from shared.domain.identifiers import InvalidIdentifierError, UserRef, parse_user
@@ -47,7 +47,9 @@ class LogQuery:
     after: str | None = None
 
     def matches(self, task: TaskRecord) -> bool:
-        return (self.status is None or task.status is self.status) and (self.verified is None or bool(task.verified) is self.verified)
+        return (self.status is None or task.status is self.status) and (
+            self.verified is None or bool(task.verified) is self.verified
+        )
 
     def as_params(self) -> dict[str, str]:
         params = {
@@ -88,13 +90,21 @@ async def joined_requests(rt: QueryDeps, task: TaskRecord) -> dict[str, object]:
 def parse_log_query(params: dict[str, str]) -> LogQuery:
     errors = [field_error(pointer_to(name), "is not a known query parameter") for name in sorted(set(params) - KNOWN_PARAMS)]
     user = _parse(params, "user", parse_user, (InvalidIdentifierError,), errors)
-    correlation_id = _parse(params, "correlationId", _correlation_id, (ValueError,), errors, f"must be 1-{MAX_CORRELATION_ID} printable characters")
+    correlation_id = _parse(
+        params, "correlationId", _correlation_id, (ValueError,), errors, f"must be 1-{MAX_CORRELATION_ID} printable characters"
+    )
     if user is not None and correlation_id is not None:
         errors.append(field_error("/correlationId", "give either user or correlationId, not both"))
     verified = _parse(params, "verified", _boolean, (ValueError,), errors, "must be true or false")
-    status = _parse(params, "status", TaskStatus, (ValueError,), errors, f"must be one of {', '.join(s.value for s in TaskStatus)}")
-    since = _parse(params, "since", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285")
-    until = _parse(params, "until", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285")
+    status = _parse(
+        params, "status", TaskStatus, (ValueError,), errors, f"must be one of {', '.join(s.value for s in TaskStatus)}"
+    )
+    since = _parse(
+        params, "since", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285"
+    )
+    until = _parse(
+        params, "until", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285"
+    )
     top = _parse(params, "top", int, (ValueError,), errors, f"must be an integer from 1 to {MAX_TOP}")
     if top is not None and not 1 <= top <= MAX_TOP:
         errors.append(field_error("/top", f"must be an integer from 1 to {MAX_TOP}"))
@@ -136,8 +146,8 @@ def _parse(
         return None
 
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2286, 1, 1, tzinfo=timezone.utc)  # the log's time keys hold 13 digits of milliseconds
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2286, 1, 1, tzinfo=UTC)  # the log's time keys hold 13 digits of milliseconds
 
 
 def _correlation_id(text: str) -> str:

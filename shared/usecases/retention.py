@@ -51,8 +51,14 @@ async def apply_retention(rt: RetentionDeps, now: datetime | None = None) -> int
         await rt.idempotency.delete(row, keys_cutoff)
 
     keys = await _expire(keys_cutoff, rt.idempotency.expired, delete_key)
-    log.info("retention: deleted %d task(s) and %d job(s) created before %s (RETENTION_DAYS=%d), %d idempotency key(s)",
-             tasks, jobs, cutoff.isoformat(), rt.settings.retention_days, keys)  # fmt: skip
+    log.info(
+        "retention: deleted %d task(s) and %d job(s) created before %s (RETENTION_DAYS=%d), %d idempotency key(s)",
+        tasks,
+        jobs,
+        cutoff.isoformat(),
+        rt.settings.retention_days,
+        keys,
+    )
     return tasks + jobs + keys
 
 

@@ -32,7 +32,15 @@ class CounterTable:
             try:
                 entity = await table.get_entity(partition, shard)
                 counts: dict[str, Any] = dict(entity)
-                update: tuple[Any, ...] = ("update", counts, {"mode": UpdateMode.REPLACE, "etag": etag_of(entity.metadata), "match_condition": MatchConditions.IfNotModified})
+                update: tuple[Any, ...] = (
+                    "update",
+                    counts,
+                    {
+                        "mode": UpdateMode.REPLACE,
+                        "etag": etag_of(entity.metadata),
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                )
             except ResourceNotFoundError:
                 counts = {"PartitionKey": partition, "RowKey": shard}
                 update = ("create", counts)
@@ -52,7 +60,9 @@ class CounterTable:
         table = await self._table.client()
         totals: dict[str, int] = {}
         query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
-        async for entity in table.query_entities(query, parameters={"pk": counter_partition(job_id), "low": "count-", "high": "count."}):
+        async for entity in table.query_entities(
+            query, parameters={"pk": counter_partition(job_id), "low": "count-", "high": "count."}
+        ):
             for name, value in entity.items():
                 if name not in ("PartitionKey", "RowKey") and isinstance(value, int):
                     totals[name] = totals.get(name, 0) + value

@@ -40,12 +40,20 @@ class IdempotencyTable:
         table = await self._table.client()
         partition = idempotency_partition(key)
         claimed_at = utcnow()
-        entity = {"PartitionKey": partition, "RowKey": IDEMPOTENCY_ROW, "BodyHash": body_hash, "CreatedAt": claimed_at, "Completed": False}
+        entity = {
+            "PartitionKey": partition,
+            "RowKey": IDEMPOTENCY_ROW,
+            "BodyHash": body_hash,
+            "CreatedAt": claimed_at,
+            "Completed": False,
+        }
         try:
             if previous is None:
                 metadata = await table.create_entity(entity)
             else:
-                metadata = await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=previous.etag, match_condition=MatchConditions.IfNotModified)
+                metadata = await table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=previous.etag, match_condition=MatchConditions.IfNotModified
+                )
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             return None
         # Indexed by time so that retention finds it (a key is only useful for its TTL).
@@ -66,7 +74,9 @@ class IdempotencyTable:
 
     async def release(self, key: str, entry: IdempotencyEntry) -> None:
         table = await self._table.client()
-        await table.delete_entity(idempotency_partition(key), IDEMPOTENCY_ROW, etag=entry.etag, match_condition=MatchConditions.IfNotModified)
+        await table.delete_entity(
+            idempotency_partition(key), IDEMPOTENCY_ROW, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+        )
 
     async def expired(self, cutoff: datetime, limit: int) -> list[dict[str, Any]]:
         return await self._table.expired(IDEMPOTENCY_LOG, time_key(cutoff), limit)
@@ -78,5 +88,7 @@ class IdempotencyTable:
         with suppress(ResourceNotFoundError, ResourceModifiedError):  # gone, or claimed again just now
             entity = await table.get_entity(partition, IDEMPOTENCY_ROW)
             if entity["CreatedAt"] < cutoff:
-                await table.delete_entity(partition, IDEMPOTENCY_ROW, etag=etag_of(entity.metadata), match_condition=MatchConditions.IfNotModified)
+                await table.delete_entity(
+                    partition, IDEMPOTENCY_ROW, etag=etag_of(entity.metadata), match_condition=MatchConditions.IfNotModified
+                )
         await self._table.delete_row(IDEMPOTENCY_LOG, log_row["RowKey"])

@@ -41,10 +41,18 @@ class TaskIndex:
         """Remediation-log rows in transactions of 100 (one partition): a page costs 10 calls."""
         table = await self._table.client()
         for start in range(0, len(records), BATCH):
-            await table.submit_transaction([("upsert", index_row(LOG_PARTITION, record)) for record in records[start : start + BATCH]])
+            await table.submit_transaction(
+                [("upsert", index_row(LOG_PARTITION, record)) for record in records[start : start + BATCH]]
+            )
 
     async def log_page(
-        self, user: UserRef | None, correlation_id: str | None, newest: datetime | None, oldest: datetime | None, after: str | None, limit: int
+        self,
+        user: UserRef | None,
+        correlation_id: str | None,
+        newest: datetime | None,
+        oldest: datetime | None,
+        after: str | None,
+        limit: int,
     ) -> LogPage:
         """Task ids newest first, within [oldest, newest], starting after row key `after`, from the
         remediation log, a user's log or a correlation id's."""
@@ -59,7 +67,9 @@ class TaskIndex:
             parameters["after"] = after
         ids: list[str] = []
         last: str | None = None
-        async for entity in table.query_entities(query, parameters=parameters, results_per_page=limit, select=["RowKey", "TaskId"]):
+        async for entity in table.query_entities(
+            query, parameters=parameters, results_per_page=limit, select=["RowKey", "TaskId"]
+        ):
             ids.append(entity["TaskId"])
             last = entity["RowKey"]
             if len(ids) == limit:
@@ -82,7 +92,9 @@ class TaskIndex:
         table = await self._table.client()
         rows: list[tuple[str, datetime]] = []
         query = "PartitionKey eq @pk and Due lt @now"
-        async for entity in table.query_entities(query, parameters={"pk": ACTIVE_PARTITION, "now": now}, select=["RowKey", "Due"]):
+        async for entity in table.query_entities(
+            query, parameters={"pk": ACTIVE_PARTITION, "now": now}, select=["RowKey", "Due"]
+        ):
             rows.append((entity["RowKey"], entity["Due"]))
             if len(rows) == limit:
                 break
@@ -93,7 +105,9 @@ class TaskIndex:
         earliest of their next attempts."""
         table = await self._table.client()
         count, waiting, earliest = 0, 0, None
-        async for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["NextAttemptAt"]):
+        async for entity in table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": ACTIVE_PARTITION}, select=["NextAttemptAt"]
+        ):
             count += 1
             if (next_at := entity.get("NextAttemptAt")) is not None:
                 waiting += 1

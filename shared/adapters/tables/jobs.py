@@ -27,7 +27,9 @@ class JobTable:
         """The job row, then its index row (a job without one is never listed nor expired)."""
         table = await self._table.client()
         job = replace(job, etag=etag_of(await table.create_entity(job_to_entity(job))))
-        await table.upsert_entity({"PartitionKey": JOBS_PARTITION, "RowKey": index_row_key(job.created_at, job.id), "JobId": job.id})
+        await table.upsert_entity(
+            {"PartitionKey": JOBS_PARTITION, "RowKey": index_row_key(job.created_at, job.id), "JobId": job.id}
+        )
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -42,7 +44,9 @@ class JobTable:
         """ETag-guarded; ConcurrentUpdateError when someone changed the job meanwhile."""
         table = await self._table.client()
         try:
-            metadata = await table.update_entity(job_to_entity(job), mode=UpdateMode.REPLACE, etag=job.etag, match_condition=MatchConditions.IfNotModified)
+            metadata = await table.update_entity(
+                job_to_entity(job), mode=UpdateMode.REPLACE, etag=job.etag, match_condition=MatchConditions.IfNotModified
+            )
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise ConcurrentUpdateError(job.id) from exc
         return replace(job, etag=etag_of(metadata))
@@ -72,23 +76,50 @@ class JobTable:
 
 def job_to_entity(job: Job) -> dict[str, Any]:
     entity = {
-        "PartitionKey": job.id, "RowKey": JOB_ROW, "GroupId": job.group_id, "Description": job.description,
-        "CorrelationId": job.correlation_id, "RequestedBy": json.dumps(job.requested_by.as_api()) if job.requested_by else None,
-        "CreatedAt": job.created_at, "StartedAt": job.started_at, "PagesDone": job.pages_done, "Discovered": job.discovered, "NextLink": job.next_link,
-        "NextPageQueued": job.next_page_queued, "Enumerated": job.enumerated, "FinishedAt": job.finished_at,
-        "Error": job.error, "CancelledAt": job.cancelled_at,
+        "PartitionKey": job.id,
+        "RowKey": JOB_ROW,
+        "GroupId": job.group_id,
+        "Description": job.description,
+        "CorrelationId": job.correlation_id,
+        "RequestedBy": json.dumps(job.requested_by.as_api()) if job.requested_by else None,
+        "CreatedAt": job.created_at,
+        "StartedAt": job.started_at,
+        "PagesDone": job.pages_done,
+        "Discovered": job.discovered,
+        "NextLink": job.next_link,
+        "NextPageQueued": job.next_page_queued,
+        "Enumerated": job.enumerated,
+        "FinishedAt": job.finished_at,
+        "Error": job.error,
+        "CancelledAt": job.cancelled_at,
         "CancelledBy": json.dumps(job.cancelled_by.as_api()) if job.cancelled_by else None,
-        "PageFailingSince": job.page_failing_since, "PageFailures": job.page_failures or None, "MessageToken": job.token,
-    }  # fmt: skip
+        "PageFailingSince": job.page_failing_since,
+        "PageFailures": job.page_failures or None,
+        "MessageToken": job.token,
+    }
     return {key: value for key, value in entity.items() if value is not None}
+
 
 def job_from_entity(entity: dict[str, Any], etag: str) -> Job:
     return Job(
-        id=entity["PartitionKey"], group_id=entity.get("GroupId"), description=entity.get("Description", ""),
-        correlation_id=entity.get("CorrelationId"), requested_by=Principal.from_api(json.loads(entity["RequestedBy"])) if entity.get("RequestedBy") else None,
-        created_at=entity["CreatedAt"], started_at=entity.get("StartedAt"), pages_done=entity.get("PagesDone", 0), discovered=entity.get("Discovered", 0),
-        next_link=entity.get("NextLink"), next_page_queued=entity.get("NextPageQueued", False),
-        enumerated=entity.get("Enumerated", False), finished_at=entity.get("FinishedAt"), error=entity.get("Error"),
-        cancelled_at=entity.get("CancelledAt"), cancelled_by=Principal.from_api(json.loads(entity["CancelledBy"])) if entity.get("CancelledBy") else None,
-        page_failing_since=entity.get("PageFailingSince"), page_failures=entity.get("PageFailures", 0), token=entity.get("MessageToken"), etag=etag,
-    )  # fmt: skip
+        id=entity["PartitionKey"],
+        group_id=entity.get("GroupId"),
+        description=entity.get("Description", ""),
+        correlation_id=entity.get("CorrelationId"),
+        requested_by=Principal.from_api(json.loads(entity["RequestedBy"])) if entity.get("RequestedBy") else None,
+        created_at=entity["CreatedAt"],
+        started_at=entity.get("StartedAt"),
+        pages_done=entity.get("PagesDone", 0),
+        discovered=entity.get("Discovered", 0),
+        next_link=entity.get("NextLink"),
+        next_page_queued=entity.get("NextPageQueued", False),
+        enumerated=entity.get("Enumerated", False),
+        finished_at=entity.get("FinishedAt"),
+        error=entity.get("Error"),
+        cancelled_at=entity.get("CancelledAt"),
+        cancelled_by=Principal.from_api(json.loads(entity["CancelledBy"])) if entity.get("CancelledBy") else None,
+        page_failing_since=entity.get("PageFailingSince"),
+        page_failures=entity.get("PageFailures", 0),
+        token=entity.get("MessageToken"),
+        etag=etag,
+    )

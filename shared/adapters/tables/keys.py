@@ -70,4 +70,9 @@ def page_row(page: int) -> str:
 
 
 def index_row(partition: str, record: TaskRecord) -> dict[str, Any]:
-    return {"PartitionKey": partition, "RowKey": index_row_key(record.created_at, record.id), "TaskId": record.id, "User": record.user}
+    return {
+        "PartitionKey": partition,
+        "RowKey": index_row_key(record.created_at, record.id),
+        "TaskId": record.id,
+        "User": record.user,
+    }

@@ -32,7 +32,11 @@ class PendingSlots:
         (one partition, one transaction); False if another request got there first."""
         table = await self._table.client()
         pointer = {"PartitionKey": user.partition, "RowKey": PENDING_ROW, "TaskId": record.id, "ClaimedAt": utcnow()}
-        guarded = {"mode": UpdateMode.REPLACE, "etag": previous.etag, "match_condition": MatchConditions.IfNotModified} if previous else {}
+        guarded = (
+            {"mode": UpdateMode.REPLACE, "etag": previous.etag, "match_condition": MatchConditions.IfNotModified}
+            if previous
+            else {}
+        )
         claim = ("create", pointer) if previous is None else ("update", pointer, guarded)
         try:
             await table.submit_transaction([claim, ("upsert", index_row(user.partition, record))])
@@ -48,6 +52,8 @@ class PendingSlots:
         try:
             entity = await table.get_entity(user.partition, PENDING_ROW)
             if entity["TaskId"] == task_id:
-                await table.delete_entity(user.partition, PENDING_ROW, etag=etag_of(entity.metadata), match_condition=MatchConditions.IfNotModified)
+                await table.delete_entity(
+                    user.partition, PENDING_ROW, etag=etag_of(entity.metadata), match_condition=MatchConditions.IfNotModified
+                )
         except (ResourceNotFoundError, ResourceModifiedError):
             pass  # gone already, or just claimed by a newer request: leave it to that one

@@ -33,9 +33,14 @@ class Table:
         table = await self.client()
         query = "PartitionKey eq @pk" + (" and RowKey ge @low and RowKey lt @high" if low is not None else "")
         parameters = {"pk": partition, "low": low, "high": high}
-        keys = [(e["PartitionKey"], e["RowKey"]) async for e in table.query_entities(query, parameters=parameters, select=["PartitionKey", "RowKey"])]
+        keys = [
+            (e["PartitionKey"], e["RowKey"])
+            async for e in table.query_entities(query, parameters=parameters, select=["PartitionKey", "RowKey"])
+        ]
         for start in range(0, len(keys), BATCH):
-            await table.submit_transaction([("delete", {"PartitionKey": pk, "RowKey": rk}) for pk, rk in keys[start : start + BATCH]])
+            await table.submit_transaction(
+                [("delete", {"PartitionKey": pk, "RowKey": rk}) for pk, rk in keys[start : start + BATCH]]
+            )
         return len(keys)
 
     async def delete_row(self, partition: str, row: str) -> None:
@@ -48,7 +53,9 @@ class Table:
         table = await self.client()
         rows: list[dict[str, Any]] = []
         query = "PartitionKey eq @pk and RowKey gt @cutoff"
-        async for entity in table.query_entities(query, parameters={"pk": partition, "cutoff": cutoff_key}, results_per_page=limit):
+        async for entity in table.query_entities(
+            query, parameters={"pk": partition, "cutoff": cutoff_key}, results_per_page=limit
+        ):
             rows.append(dict(entity))
             if len(rows) == limit:
                 break

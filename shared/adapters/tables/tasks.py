@@ -6,7 +6,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -63,7 +63,7 @@ class TaskTable:
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise ConcurrentUpdateError(current.id) from exc
         except HttpResponseError as exc:
-            if exc.status_code == 412:  # noqa: PLR2004 - Precondition Failed
+            if exc.status_code == 412:
                 raise ConcurrentUpdateError(current.id) from exc
             raise
         return replace(updated, etag=etag_of(metadata))
@@ -105,7 +105,9 @@ class TaskTable:
 
     async def save_join(self, task_id: str, row_key: str, joined: dict[str, Any]) -> None:
         table = await self._table.client()
-        await table.upsert_entity({"PartitionKey": task_id, "RowKey": row_key, "Request": json.dumps(joined)}, mode=UpdateMode.REPLACE)
+        await table.upsert_entity(
+            {"PartitionKey": task_id, "RowKey": row_key, "Request": json.dumps(joined)}, mode=UpdateMode.REPLACE
+        )
 
 
 def task_to_entity(record: TaskRecord) -> dict[str, Any]:
@@ -146,6 +148,7 @@ def task_to_entity(record: TaskRecord) -> dict[str, Any]:
     }
     return {key: value for key, value in entity.items() if value is not None}
 
+
 def task_from_entity(entity: dict[str, Any], etag: str | None = None) -> TaskRecord:
     error = json.loads(entity["Error"]) if entity.get("Error") else None
     return TaskRecord(
@@ -183,5 +186,5 @@ def task_from_entity(entity: dict[str, Any], etag: str | None = None) -> TaskRec
 
 def _aware(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value

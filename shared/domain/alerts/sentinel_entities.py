@@ -1,4 +1,4 @@
-"""Microsoft Sentinel Account entities, in every spelling Sentinel posts them.
+r"""Microsoft Sentinel Account entities, in every spelling Sentinel posts them.
 
 - alert trigger / SecurityAlert `Entities`: flat PascalCase, `{"Type": "account", "Name", "UPNSuffix", "AadUserId"}`,
   often as JSON text rather than a list;
@@ -7,7 +7,7 @@
 - the playbook action "Entities - Get Accounts": `{"Accounts": [...]}` of flat accounts.
 
 An account is an Entra ID user only if it has an AadUserId (object id) or a Name with a UPNSuffix.
-Anything else (a bare Name, NTDomain\\Name, a Sid) is an on-premises or local account; guessing its
+Anything else (a bare Name, NTDomain\Name, a Sid) is an on-premises or local account; guessing its
 UPN could sign out the wrong person, so it is reported as unusable instead.
 """
 
