@@ -49,7 +49,7 @@ def clients(stack: LocalStack) -> tuple[httpx.Client, httpx.Client]:
 
 def epoch(stamp: str) -> float:
     """The simulator's request-log timestamp as time.time()."""
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -62,7 +62,7 @@ def devhost_invocations(stack: LocalStack, function: str) -> int:
     """How many times the dev host ran a function (its 'Executed' log lines)."""
     marker = f"Executed 'Functions.{function}'"
     assert stack.devhost is not None
-    with open(stack.devhost.log_path, errors="replace") as log:
+    with stack.devhost.log_path.open(errors="replace") as log:
         return sum(marker in line for line in log)
 
 
@@ -134,12 +134,12 @@ def _own_ticks() -> dict[int, tuple[str, int]]:
         )
         found[pid] = (service, sum(map(int, fields[11:15])))  # utime stime cutime cstime
     own, me = {}, os.getpid()
-    for pid in found:
+    for pid, usage in found.items():
         walk = pid
         while walk not in (0, 1, me) and walk in parents:
             walk = parents[walk]
         if walk == me:
-            own[pid] = found[pid]
+            own[pid] = usage
     return own
 
 

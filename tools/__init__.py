@@ -1,0 +1,1 @@
+"""Local development tools (dev host, simulators, Azurite wrapper): never deployed."""

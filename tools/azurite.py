@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import re
 import signal
 import socket
@@ -18,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
@@ -69,7 +71,7 @@ class Azurite:
                 "--loose", "--silent"]
         for service in SERVICES:
             args += [f"--{service}Host", HOST, f"--{service}Port", str(self.ports[service])]
-        with open(self._log_path, "wb") as log:  # a file, not a pipe: nobody has to drain it
+        with self._log_path.open("wb") as log:  # a file, not a pipe: nobody has to drain it
             self._proc = subprocess.Popen(args, cwd=self._workdir.name, stdin=subprocess.DEVNULL,
                                           stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True)  # keep terminal signals ours
@@ -111,7 +113,7 @@ class Azurite:
             self._proc.wait()
         self._proc = None
 
-    def __enter__(self) -> Azurite:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -148,10 +150,8 @@ def main() -> None:
         print(f"azurite ready: blob={azurite.blob_port} queue={azurite.queue_port} "
               f"table={azurite.table_port}", flush=True)
         print(f"AzureWebJobsStorage={azurite.connection_string}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import hmac
 import importlib
@@ -182,7 +183,7 @@ class Invoker:
                 call = functools.partial(self.user, **kwargs)
                 result = convert(await asyncio.get_running_loop().run_in_executor(self.executor, call))
             if result is not None and not self.returns:  # the worker fails such invocations
-                raise TypeError(f"function '{self.name}' without a $return binding returned a value")
+                raise TypeError(f"function '{self.name}' without a $return binding returned a value")  # noqa: TRY301 - logged below like any failure
         except Exception:
             log.exception("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", self.name,
                           invocation_id, (time.perf_counter() - start) * 1000)
@@ -263,7 +264,7 @@ def to_http_response(result: Any) -> web.Response:
 
 def _joined(values: Any) -> dict[str, str]:
     """Repeated headers/query keys arrive comma-joined, as the host's StringValues do."""
-    return {k: ",".join(values.getall(k)) for k in values.keys()}
+    return {k: ",".join(values.getall(k)) for k in values}
 
 
 # --- queue trigger ------------------------------------------------------------------------------
@@ -280,7 +281,7 @@ class Backoff:
         elif self.current != self.maximum:
             interval = self.minimum
             if self.exponent > 0:
-                interval += random.uniform(0.8, 1.2) * 2 ** (self.exponent - 1) * self.minimum
+                interval += random.uniform(0.8, 1.2) * 2 ** (self.exponent - 1) * self.minimum  # noqa: S311 - jitter
             if interval < self.maximum:
                 self.current, self.exponent = interval, self.exponent + 1
             else:
@@ -292,9 +293,9 @@ async def _wait(event: asyncio.Event, seconds: float) -> bool:
     """Sleep unless `event` is set first; True if it was."""
     try:
         await asyncio.wait_for(event.wait(), max(seconds, 0))
-        return True
     except TimeoutError:
         return False
+    return True
 
 
 class QueueListener:
@@ -410,10 +411,8 @@ class QueueListener:
         log.warning("Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
                     self.options.max_dequeue_count, self.poison.queue_name)
         try:
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 await self.poison.create_queue()
-            except ResourceExistsError:
-                pass
             await self.poison.send_message(message.content)  # the original text, still encoded
             await self.queue.delete_message(message.id, receipt)
         except AzureError as e:  # the message reappears after its lease and is poisoned then
@@ -440,7 +439,7 @@ class Cron:
         if len(fields) != 6:
             raise StartupError(f"timer schedule '{expression}' is not a 6-field NCRONTAB expression")
         try:
-            self.fields = [self._parse(f, lo, hi) for f, (lo, hi) in zip(fields, self.RANGES)]
+            self.fields = [self._parse(f, lo, hi) for f, (lo, hi) in zip(fields, self.RANGES, strict=True)]
         except (ValueError, KeyError) as e:
             raise StartupError(f"invalid timer schedule '{expression}': {e}") from None
         if self.next_after(datetime(2000, 1, 1, tzinfo=UTC)) is None:
@@ -549,10 +548,10 @@ class DevHost:
         now = datetime.now(UTC)
         due = now if run_on_startup else cron.next_after(now)
         while due and not await _wait(self.stopping, (due - datetime.now(UTC)).total_seconds()):
-            try:  # the next occurrence is computed after the invocation, so runs never overlap
+            # The next occurrence is computed after the invocation, so runs never overlap; a failure
+            # is logged by the invoker.
+            with contextlib.suppress(Exception):
                 await invoker(TimerRequest(past_due=False), f"Timer fired at {due.isoformat()}")
-            except Exception:
-                pass  # logged by the invoker
             due = cron.next_after(datetime.now(UTC))
 
     async def run(self, port: int, grace: float = 5.0) -> None:
@@ -623,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level is None:
         logging.getLogger("azure").setLevel(logging.WARNING)  # per-request SDK logs drown the app's
-    sys.path.insert(0, os.getcwd())  # the app is imported from its root, as the worker does
+    sys.path.insert(0, str(Path.cwd()))  # the app is imported from its root, as the worker does
     try:
         check_environment(os.environ)
         asyncio.run(serve(args))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import contextlib
 import heapq
 import itertools
 import json
@@ -102,7 +103,7 @@ def iso_z(epoch: float) -> str:
 
 
 def parse_iso_z(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    return int(datetime.fromisoformat(text).timestamp())
 
 
 # ---------------------------------------------------------------- directory model
@@ -112,7 +113,8 @@ USER_DEFAULT_SELECT = (
     "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id",
 )  # fmt: skip
 # Real v1.0 user properties accepted by $select; the ones the simulator doesn't store read as null/[].
-USER_PROPERTIES = USER_DEFAULT_SELECT + (
+USER_PROPERTIES = (
+    *USER_DEFAULT_SELECT,
     "accountEnabled", "ageGroup", "city", "companyName", "country", "createdDateTime", "creationType",
     "department", "employeeId", "externalUserState", "lastPasswordChangeDateTime", "mailNickname",
     "onPremisesImmutableId", "onPremisesSamAccountName", "onPremisesSyncEnabled",
@@ -685,10 +687,8 @@ class Simulator:
         return None
 
     async def _hold(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._release.wait(), seconds)
-        except TimeoutError:
-            pass
 
 
 def unauthorized(message: str) -> GraphError:
@@ -741,7 +741,7 @@ class Route:
 def _leads_to(pattern: tuple[str, ...], segments: list[str]) -> bool:
     """Whether the segments match the start of the pattern (segment names are case-insensitive)."""
     return len(segments) <= len(pattern) and all(
-        p == "{id}" or s.lower() in p.lower().split("|") for p, s in zip(pattern, segments)
+        p == "{id}" or s.lower() in p.lower().split("|") for p, s in zip(pattern, segments, strict=False)
     )
 
 

@@ -26,7 +26,7 @@ from aiohttp import web
 from tools import loopback
 from tools.local_tokens import DEFAULT_CLIENT_ID, DEFAULT_TENANT_ID, SIGNING_KEY_ENV, issue_token
 
-TOKEN_PATH = "/msi/token"
+TOKEN_PATH = "/msi/token"  # noqa: S105 - a URL path, not a secret
 API_VERSION = "2019-08-01"
 DEFAULT_ROLES = ("User.RevokeSessions.All", "User.Read.All", "GroupMember.Read.All")
 

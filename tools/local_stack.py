@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from shared.settings import SettingsError, load_settings
 from tools.azurite import Azurite
@@ -61,7 +61,7 @@ class Service:
 
     def start(self) -> None:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart announces itself again
-        self._log = open(self.log_path, "ab")
+        self._log = self.log_path.open("ab")  # open while the process runs; closed in stop()
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         wait_until_announced(self.port, self.process, self.name, self.log_path, offset)
 
@@ -156,7 +156,7 @@ class LocalStack:
                 service.stop()
         self.azurite.stop()
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # so `tools` imports however pytest was started
     sys.path.insert(0, str(ROOT))
 
-from tests.integration.helpers import PIPELINE_TIMEOUT
-from tools.azurite import Azurite, start_azurite
+from tests.integration.helpers import PIPELINE_TIMEOUT  # noqa: E402 - after the sys.path fix above
+from tools.azurite import Azurite, start_azurite  # noqa: E402
 
 FAST_QUEUES = {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01",
                "maxDequeueCount": 3}
@@ -49,7 +49,7 @@ class DevHost:
 
     def start(self, timeout: float = PIPELINE_TIMEOUT) -> DevHost:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # restarts append
-        with open(self.log_path, "ab") as log:
+        with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -21,9 +21,9 @@ _results: QueueClient | None = None  # created once per process, inside the loop
 
 
 async def record(kind: str, **fields: object) -> None:
-    global _results
+    global _results  # noqa: PLW0603 - one client per worker process
     if _results is None:
-        _results = QueueClient.from_connection_string(os.environ["AzureWebJobsStorage"],
+        _results = QueueClient.from_connection_string(os.environ["AzureWebJobsStorage"],  # noqa: SIM112 - the host's name
                                                       os.environ["SAMPLE_RESULTS"])
     await _results.send_message(json.dumps({"kind": kind, "at": time.time(), **fields}))
 
@@ -111,7 +111,7 @@ async def work(msg: func.QueueMessage) -> None:
 
 @app.queue_trigger(arg_name="msg", queue_name="%SAMPLE_QUEUE%-poison", connection="AzureWebJobsStorage")
 def poison(msg: func.QueueMessage) -> None:  # sync on purpose: runs in the thread pool
-    results = SyncQueueClient.from_connection_string(os.environ["AzureWebJobsStorage"],
+    results = SyncQueueClient.from_connection_string(os.environ["AzureWebJobsStorage"],  # noqa: SIM112
                                                      os.environ["SAMPLE_RESULTS"])
     with results:
         results.send_message(json.dumps({"kind": "poison", "body": msg.get_body().decode(),

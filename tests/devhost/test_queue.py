@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import time
 
 import httpx
@@ -54,7 +55,7 @@ def test_failure_retries_after_visibility_timeout_then_succeeds(sample) -> None:
     s.results.wait(kinds("done:fail-twice:3"))
     work = s.results.of("work")
     assert [r["dequeue_count"] for r in work] == [1, 2, 3]
-    assert all(b["at"] - a["at"] >= 0.9 for a, b in zip(work, work[1:]))  # visibilityTimeout
+    assert all(b["at"] - a["at"] >= 0.9 for a, b in itertools.pairwise(work))  # visibilityTimeout
     assert not s.results.of("poison")
 
 

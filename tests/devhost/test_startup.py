@@ -21,7 +21,7 @@ def refusal(s: Sample, **env: str | None) -> str:
 
 
 # End to end only what matters most; test_units.py covers the remaining checks in-process.
-@pytest.mark.parametrize("env, message", [
+@pytest.mark.parametrize(("env", "message"), [
     ({"IDENTITY_ENDPOINT": None}, "IDENTITY_ENDPOINT and IDENTITY_HEADER"),
     ({"IDENTITY_ENDPOINT": "http://169.254.169.254/metadata"}, "must be on this machine"),
     ({"SAMPLE_QUEUE": None}, "app setting 'SAMPLE_QUEUE'"),  # as indexing fails in Azure

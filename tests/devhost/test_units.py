@@ -31,7 +31,7 @@ def test_resolve_app_settings() -> None:
         resolve("%Q%", {})
 
 
-@pytest.mark.parametrize("env, ok", [
+@pytest.mark.parametrize(("env", "ok"), [
     ({"IDENTITY_ENDPOINT": "http://127.0.0.1:8081/msi/token", "IDENTITY_HEADER": "x"}, True),
     ({"IDENTITY_ENDPOINT": "http://localhost:8081/token", "IDENTITY_HEADER": "x"}, True),
     ({"IDENTITY_ENDPOINT": "http://[::1]:8081/token", "IDENTITY_HEADER": "x"}, True),
@@ -78,7 +78,7 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-@pytest.mark.parametrize("expr, after, expected", [
+@pytest.mark.parametrize(("expr", "after", "expected"), [
     ("*/5 * * * * *", "2024-01-01T00:00:03", "2024-01-01T00:00:05"),
     ("0 */5 * * * *", "2024-01-01T00:04:59", "2024-01-01T00:05:00"),
     ("0 30 9 * * 1-5", "2024-01-05T10:00:00", "2024-01-08T09:30:00"),  # Friday -> Monday

@@ -56,8 +56,10 @@ def running_stack() -> Iterator[tuple[LocalStack, httpx.Client, GraphLog]]:
         "RETRY_BASE_SECONDS": "0.2",
         "GRAPH_TIMEOUT_SECONDS": "3",
     }
-    with LocalStack(settings=settings) as stack:
-        with httpx.Client(base_url=stack.base_url, headers={"x-functions-key": FUNCTION_KEY}, timeout=REQUEST_TIMEOUT) as client:
+    with (
+        LocalStack(settings=settings) as stack,
+        httpx.Client(base_url=stack.base_url, headers={"x-functions-key": FUNCTION_KEY}, timeout=REQUEST_TIMEOUT) as client,
+    ):
             graph_log = GraphLog(stack.sim_url)
             try:
                 yield stack, client, graph_log

@@ -226,7 +226,7 @@ KEY_PATTERNS = [
 
 def infra_text_files() -> list[Path]:
     files = [path for path in INFRA.rglob("*") if path.is_file()]
-    return sorted(files + [REPO_ROOT / "azure.yaml"])
+    return sorted([*files, REPO_ROOT / "azure.yaml"])
 
 
 @pytest.mark.parametrize("pattern", KEY_PATTERNS)
@@ -376,7 +376,7 @@ def interpolate(template: str, values: dict[str, str]) -> str:
 
 
 def test_queues_and_status_table_are_created(storage_bicep):
-    defaults = {param: default for param, default in NAME_DEFAULTS.values()}
+    defaults = dict(NAME_DEFAULTS.values())
     queue_resources = resources_of_type(storage_bicep, "Microsoft.Storage/storageAccounts/queueServices/queues")
     assert list(queue_resources) == ["queues"]
     loop = queue_resources["queues"]["config"]["loop_type"]["detail"]
@@ -480,7 +480,7 @@ def hook_script_roles() -> list[str]:
 def test_graph_permissions_are_exactly_the_listed_ones():
     parsed = parse("graph/graph-permissions.bicep")
     assert variable(parsed, "graphAppRoles") == GRAPH_APP_ROLES
-    (symbol, resource), = resources_of_type(parsed, "Microsoft.Graph/appRoleAssignedTo").items()
+    (_symbol, resource), = resources_of_type(parsed, "Microsoft.Graph/appRoleAssignedTo").items()
     loop = resource["config"]["loop_type"]["detail"]
     assert loop["array_name"] == "graphAppRoles"
     assignment = body(resource)
@@ -678,7 +678,7 @@ OUTSIDE_SHARED = "../" + "shared"  # the reference folder beside checkouts, not 
 
 
 def test_nothing_references_the_shared_folder_outside_the_repo():
-    paths = infra_text_files() + [REPO_ROOT / "tools" / "lint_infra.sh", REPO_ROOT / "docs" / "deployment.md"]
+    paths = [*infra_text_files(), REPO_ROOT / "tools" / "lint_infra.sh", REPO_ROOT / "docs" / "deployment.md"]
     for path in paths:
         if path.exists():
             assert OUTSIDE_SHARED not in path.read_text(), path

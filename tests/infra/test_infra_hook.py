@@ -90,7 +90,7 @@ def fake_az(tmp_path):
         }
         if principal:
             env["MANAGED_IDENTITY_PRINCIPAL_ID"] = principal
-        result = subprocess.run(["sh", str(HOOK), *args], check=False, env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(["sh", str(HOOK), *args], check=False, env=env, capture_output=True, text=True, timeout=300)  # noqa: S607 - sh from PATH, as azd runs it
         calls = [json.loads(line) for line in log.read_text().splitlines()]
         log.write_text("")
         posted = [json.loads(call[call.index("--body") + 1])["appRoleId"] for call in calls if "post" in call]
@@ -130,7 +130,7 @@ def test_verify_reports_missing_without_granting(fake_az):
 
 
 def test_flags_broader_permissions(fake_az):
-    result, granted = fake_az(assigned=[*WANTED, "User.ReadWrite.All"], granted_by_template=True)
+    result, _granted = fake_az(assigned=[*WANTED, "User.ReadWrite.All"], granted_by_template=True)
     assert result.returncode == 1
     assert "EXTRA   User.ReadWrite.All" in result.stderr
 

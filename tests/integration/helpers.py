@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 import trustme
@@ -108,7 +108,7 @@ class CallbackReceiver:
         self.script: dict[str, list[int]] = {}
         authority = trustme.CA()
         cert = authority.issue_cert("127.0.0.1")
-        self._ca = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
+        self._ca = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)  # noqa: SIM115 - its path outlives this call
         authority.cert_pem.write_to_path(self._ca.name)
         receiver = self
 
@@ -137,7 +137,7 @@ class CallbackReceiver:
         """The settings under which a stack may call this receiver: its host allowed, its CA trusted."""
         return {"CALLBACK_ALLOWED_HOSTS": ",".join([*other_hosts, f"127.0.0.1:{self.port}"]), "SSL_CERT_FILE": self.ca_file}
 
-    def __enter__(self) -> CallbackReceiver:
+    def __enter__(self) -> Self:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

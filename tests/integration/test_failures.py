@@ -9,6 +9,7 @@ host with them (`Env.use_devhost`). Leases, backoff and timeouts are small so th
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 import struct
@@ -175,15 +176,11 @@ class StorageProxy:
 
 def _abort(sock: socket.socket) -> None:
     """Reset the connection (RST) and wake any thread blocked reading it."""
-    try:
+    with suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.shutdown(socket.SHUT_RD)
-    except OSError:
-        pass
-    try:
+    with suppress(OSError):
         sock.close()
-    except OSError:
-        pass
 
 
 def connection_string(ports: dict[str, int]) -> str:
@@ -352,8 +349,8 @@ def test_sigkill_with_100_tasks_in_flight_loses_no_task_and_revokes_at_most_per_
             env.start_devhost()
 
     with ThreadPoolExecutor(8) as pool:
-        records = dict(zip(tasks, pool.map(lambda task_id: env.api.get(f"/api/signouts/{task_id}").json(), tasks)))
-        revocations = dict(zip(tasks, pool.map(lambda task_id: env.sim.user(tasks[task_id])["revokeCount"], tasks)))
+        records = dict(zip(tasks, pool.map(lambda task_id: env.api.get(f"/api/signouts/{task_id}").json(), tasks), strict=True))
+        revocations = dict(zip(tasks, pool.map(lambda task_id: env.sim.user(tasks[task_id])["revokeCount"], tasks), strict=True))
     assert Counter(record["status"] for record in records.values()) == {"succeeded": 100}
     for task_id, record in records.items():
         assert 1 <= revocations[task_id] <= min(record["attempts"], 2), (record, revocations[task_id])
@@ -621,5 +618,5 @@ def test_transient_graph_failures_are_retried_then_given_up_with_the_last_error(
 
     # Each retry waited (Retry-After, else backoff of at least 1 s): no hot loop against Graph.
     times = [datetime.fromisoformat(call["timestamp"]) for call in faulted]
-    gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
     assert min(gaps) >= failure.min_gap, gaps

@@ -49,7 +49,7 @@ def assert_graph_error(response: httpx.Response, status: int, code: str) -> dict
     inner = error["innerError"]
     assert inner["request-id"] == response.headers["request-id"]
     assert inner["client-request-id"] == response.headers["client-request-id"]
-    assert datetime.strptime(inner["date"], "%Y-%m-%dT%H:%M:%S")
+    assert datetime.strptime(inner["date"], "%Y-%m-%dT%H:%M:%S")  # noqa: DTZ007 - the format only
     return error
 
 

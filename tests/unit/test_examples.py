@@ -616,7 +616,7 @@ def _playbook_context(**actions: Any) -> Context:
     return Context(
         trigger_body=incident,
         parameters={"signOutApiBaseUrl": "https://func-signout-abc123.azurewebsites.net", "functionKey": KEY},
-        actions={name: result for name, result in actions.items()},
+        actions=dict(actions),
         variables={"results": []},
     )
 
@@ -638,7 +638,8 @@ def _run_user_list(definition: dict[str, Any], accounts: list[dict[str, Any]]) -
 def test_playbook_builds_the_user_list_from_account_entities() -> None:
     _, definition = playbook()
     accounts = fixture("sentinel_accounts.json")["Accounts"]  # Microsoft's sample: UPN-only, AadUserId, on-premises only
-    accounts = accounts + [
+    accounts = [
+        *accounts,
         dict(accounts[1]),
         {"AadUserId": "", "Name": "", "UPNSuffix": "contoso.com"},
     ]  # a duplicate, an empty one

@@ -130,7 +130,7 @@ CONTROLS = [chr(code) for code in range(sys.maxunicode + 1) if unicodedata.categ
 
 
 def test_defect2_direct_queue_message_correlation_id_refuses_every_control_character() -> None:
-    for char in CONTROLS + ["\u2028", "\u2029"]:
+    for char in [*CONTROLS, "\u2028", "\u2029"]:
         raw = json.dumps({"user": "a@contoso.com", "correlationId": f"INC-1{char}forged"}).encode()
         assert "correlationId" in invalid(raw).reason, repr(char)
     described = decode_message(json.dumps({"user": "a@contoso.com", "description": "a\r\n\tb", "correlationId": "INC-1"}).encode())
@@ -146,7 +146,7 @@ FORGED = "{}2026-11-26 15:00:00,000 INFO signout.task: task taskId={} status=suc
 
 
 @pytest.mark.parametrize("field", ["correlationId", "user"])
-@pytest.mark.parametrize("brk", LINE_BREAKS + ["\x1b[2J", "\x00"], ids=lambda brk: "+".join(f"U+{ord(ch):04X}" for ch in brk))
+@pytest.mark.parametrize("brk", [*LINE_BREAKS, "\x1b[2J", "\x00"], ids=lambda brk: "+".join(f"U+{ord(ch):04X}" for ch in brk))
 def test_defect2_a_state_change_line_stays_one_line_whatever_the_record_holds(
     caplog: pytest.LogCaptureFixture, field: str, brk: str
 ) -> None:
@@ -258,8 +258,8 @@ def resolve(document: Any, pointer: str) -> Any:
     """RFC 6901 evaluation (a KeyError/IndexError when the pointer names nothing)."""
     assert pointer == "" or pointer.startswith("/")
     node = document
-    for token in pointer.split("/")[1:]:
-        token = token.replace("~1", "/").replace("~0", "~")
+    for escaped in pointer.split("/")[1:]:
+        token = escaped.replace("~1", "/").replace("~0", "~")
         node = node[int(token)] if isinstance(node, list) else node[token]
     return node
 
