@@ -41,6 +41,8 @@ SETTING_NAMES = (
     "GRAPH_WRITES_PER_SECOND",
     "GRAPH_PAGE_SIZE",
     "BULK_BACKLOG_PAGES",
+    "BULK_APPROVAL_THRESHOLD",
+    "BULK_APPROVAL_TTL_SECONDS",
 )
 # Logic Apps' callback hosts (prod-NN.<region>.logic.azure.com and the sovereign clouds).
 DEFAULT_CALLBACK_HOSTS = ("*.logic.azure.com", "*.logic.azure.us", "*.logic.azure.cn")
@@ -82,6 +84,9 @@ class Settings:
     # Bulk queue backlog, in pages, under which a job reads its next page (0: no limit): half a
     # page is ~25 s of work at the write pace, time enough to read and queue the next page.
     bulk_backlog_pages: float = 0.5
+    # A bulk job of this many users or more waits for a second person's approval (0: never, unsafe).
+    bulk_approval_threshold: int = 1000
+    bulk_approval_ttl_seconds: int = 3600  # an approval request not decided by then expires
 
     @property
     def poison_queue(self) -> str:
@@ -192,6 +197,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         graph_writes_per_second=_float(env, "GRAPH_WRITES_PER_SECOND", 19.4, 0.1, 1000.0),
         graph_page_size=_int(env, "GRAPH_PAGE_SIZE", 999, 1, 999),
         bulk_backlog_pages=_float(env, "BULK_BACKLOG_PAGES", 0.5, 0.0, 1000.0),
+        bulk_approval_threshold=_int(env, "BULK_APPROVAL_THRESHOLD", 1000, 0, 100_000_000),
+        bulk_approval_ttl_seconds=_int(env, "BULK_APPROVAL_TTL_SECONDS", 3600, 1, 7 * 24 * 3600),
     )
 
 

@@ -55,17 +55,19 @@ from shared.domain.tasks import TaskRecord, utcnow
 from shared.settings import Settings
 from shared.usecases.bulk import CancelChecks
 from shared.usecases.job_counts import MAX_MARKERS_PER_COMMIT, JobCounts
-from shared.usecases.ports import IdempotencyEntry, LogPage, Pending, Receipt
+from shared.usecases.ports import IdempotencyEntry, JobIndexPage, LogPage, Pending, Receipt
 from shared.usecases.process_task import Lane, bulk_lane, page_lane, process_message, single_lane
 from shared.usecases.protection import ProtectedAccounts
 
 if TYPE_CHECKING:
+    from shared.usecases.approvals import ApprovalDeps
     from shared.usecases.intake import IntakeDeps
     from shared.usecases.process_task import WorkerDeps
     from shared.usecases.queries import QueryDeps
     from shared.usecases.retention import RetentionDeps
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+T = TypeVar("T")
 Action = Callable[[], Any]  # sync, or returning an awaitable
 
 _etags = itertools.count(1)
@@ -433,6 +435,11 @@ class FakeJobStore(Scripted):
         return self.links.get((job_id, page))
 
     @port_call
+    async def index_page(self, after: str | None, limit: int) -> JobIndexPage:
+        keys = [key for key in sorted(self.index) if not after or key > after][:limit]
+        return JobIndexPage([self.index[key]["JobId"] for key in keys], keys[-1] if len(keys) == limit else None)
+
+    @port_call
     async def expired(self, cutoff: datetime, limit: int) -> list[dict[str, Any]]:
         return [dict(self.index[key]) for key in sorted(self.index) if key > time_key(cutoff)][:limit]
 
@@ -616,6 +623,7 @@ class FakeGraph(Scripted):
         self.groups: dict[str, list[str]] = {}  # group id -> member object ids
         self.revocations: list[Revocation] = []
         self.pages_read: list[tuple[str | None, str | None]] = []  # (group id, link) per list_users
+        self.counts_read: list[tuple[str | None, bool, frozenset[str] | None]] = []  # (group id, guests, among)
         self.limit_percentage: float | None = None  # x-ms-throttle-limit-percentage on every answer
         self._request_ids = itertools.count(1)
 
@@ -637,12 +645,14 @@ class FakeGraph(Scripted):
         return sum(1 for revocation in self.revocations if revocation.user_id == user.id)
 
     @port_call
-    async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult:
+    async def get_user(self, user: str, client_request_id: str, priority: str) -> GraphResult[GraphUser]:
         found = self._find(user, "User.Read.All")
         return self._result(GraphUser(found.id, found.upn, found.user_type, found.sessions_valid_from))
 
     @port_call
-    async def list_users(self, group_id: str | None, next_link: str | None, request_id: str, page_size: int) -> GraphResult:
+    async def list_users(
+        self, group_id: str | None, next_link: str | None, request_id: str, page_size: int
+    ) -> GraphResult[UserPage]:
         if next_link is not None and not is_own_page_link(next_link, self.base_url, group_id, page_size):
             raise GraphError("the page link is not the job's own collection", code="UnexpectedNextLink")
         if group_id is not None and group_id not in self.groups:
@@ -655,7 +665,19 @@ class FakeGraph(Scripted):
         return self._result(UserPage([PageUser(user.id, user.upn, user.user_type) for user in users], following))
 
     @port_call
-    async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult:
+    async def count_users(
+        self, group_id: str | None, request_id: str, *, guests: bool = False, among: frozenset[str] | None = None
+    ) -> GraphResult:
+        """$count: no enumeration is recorded in `pages_read`."""
+        if group_id is not None and group_id not in self.groups:
+            raise _not_found(f"group {group_id}", "GroupMember.Read.All")
+        self.counts_read.append((group_id, guests, among))
+        members = [self.users[user_id] for user_id in (self.users if group_id is None else self.groups[group_id])]
+        wanted = [m for m in members if (not guests or m.user_type == "Guest") and (among is None or m.id in among)]
+        return self._result(len(wanted))
+
+    @port_call
+    async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult[None]:
         user = self._find(user_id, "User.RevokeSessions.All")
         user.sessions_valid_from = utcnow().replace(microsecond=0)  # Graph keeps whole seconds
         result = self._result(None)
@@ -669,7 +691,7 @@ class FakeGraph(Scripted):
                 return candidate
         raise _not_found(f"user {user}", permission)
 
-    def _result(self, value: Any) -> GraphResult:
+    def _result(self, value: T) -> GraphResult[T]:
         return GraphResult(value, f"request-{next(self._request_ids)}", self.limit_percentage)
 
 
@@ -707,7 +729,7 @@ class FakeCallbacks(Scripted):
 @dataclass
 class FakeRuntime:
     """What `shared/runtime.py::Runtime` holds, over the fakes: satisfies WorkerDeps, IntakeDeps,
-    QueryDeps and RetentionDeps."""
+    QueryDeps, RetentionDeps and ApprovalDeps."""
 
     settings: Settings = field(default_factory=Settings)
     clock: FakeClock = field(default_factory=FakeClock)
@@ -765,5 +787,5 @@ def fake_runtime(**settings: Any) -> FakeRuntime:
 
 if TYPE_CHECKING:  # mypy: the fakes satisfy every use case's ports (structural typing)
 
-    def _satisfies_every_deps(rt: FakeRuntime) -> tuple[WorkerDeps, IntakeDeps, QueryDeps, RetentionDeps]:
-        return rt, rt, rt, rt
+    def _satisfies_every_deps(rt: FakeRuntime) -> tuple[WorkerDeps, IntakeDeps, QueryDeps, RetentionDeps, ApprovalDeps]:
+        return rt, rt, rt, rt, rt

@@ -20,8 +20,12 @@ from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from kiota_http.middleware.options import HeadersInspectionHandlerOption, RetryHandlerOption
 from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.groups.item.transitive_members.graph_user.count.count_request_builder import (
+    CountRequestBuilder as GroupUserCountRequestBuilder,
+)
 from msgraph.generated.groups.item.transitive_members.graph_user.graph_user_request_builder import GraphUserRequestBuilder
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.users.count.count_request_builder import CountRequestBuilder as UserCountRequestBuilder
 from msgraph.generated.users.item.revoke_sign_in_sessions.revoke_sign_in_sessions_post_response import (
     RevokeSignInSessionsPostResponse,
 )
@@ -30,6 +34,7 @@ from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core import GraphClientFactory
 
 from shared.domain.directory import PAGE_FIELDS, TOKEN_TIMEOUT_SECONDS, GraphError, GraphResult, GraphUser, PageUser, UserPage
+from shared.domain.identifiers import is_object_id
 from shared.domain.page_links import is_own_page_link
 from shared.domain.tasks import parse_iso, utcnow
 from shared.settings import Settings
@@ -42,6 +47,8 @@ READ_PERMISSION = "User.Read.All"
 GROUP_PERMISSION = "GroupMember.Read.All"
 REVOKE_PERMISSION = "User.RevokeSessions.All"
 TRANSIENT_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
+GUEST_FILTER = "userType eq 'Guest'"
+MAX_IN_VALUES = 15  # object ids per `id in (...)` filter: Graph's limit for directory objects
 
 
 def warm_up() -> None:
@@ -121,6 +128,40 @@ class GraphGateway:
                 "Graph returned a nextLink outside the job's collection", code="UnexpectedNextLink", request_id=found.request_id
             )
         return GraphResult(page, found.request_id)
+
+    async def count_users(
+        self, group_id: str | None, request_id: str, *, guests: bool = False, among: frozenset[str] | None = None
+    ) -> GraphResult[int]:
+        """$count of the tenant's users or a group's transitive user members (an advanced query:
+        ConsistencyLevel: eventual), one call, no enumeration; optionally only guests, or only the
+        given object ids (the only filters ever built, from constants and validated GUIDs)."""
+        if among is not None:
+            return await self._count_among(group_id, request_id, sorted(among))
+        return await self._count(group_id, request_id, GUEST_FILTER if guests else None)
+
+    async def _count_among(self, group_id: str | None, request_id: str, ids: list[str]) -> GraphResult[int]:
+        if not all(is_object_id(user_id) for user_id in ids):
+            raise GraphError("only object ids can be counted", code="InvalidObjectId")
+        chunks = [ids[start : start + MAX_IN_VALUES] for start in range(0, len(ids), MAX_IN_VALUES)]
+        quoted = [", ".join(f"'{user_id.lower()}'" for user_id in chunk) for chunk in chunks]
+        counted = await asyncio.gather(*(self._count(group_id, request_id, f"id in ({values})") for values in quoted))
+        return GraphResult(sum(result.value for result in counted), counted[0].request_id if counted else None)
+
+    async def _count(self, group_id: str | None, request_id: str, odata_filter: str | None) -> GraphResult[int]:
+        builder: Any  # the two builders share no base
+        if group_id is None:
+            query: Any = UserCountRequestBuilder.CountRequestBuilderGetQueryParameters(filter=odata_filter)
+            builder = self._client.users.count
+        else:
+            query = GroupUserCountRequestBuilder.CountRequestBuilderGetQueryParameters(filter=odata_filter)
+            builder = self._client.groups.by_group_id(group_id).transitive_members.graph_user.count
+        config, inspect = _config(request_id, "low", query)
+        config.headers.add("ConsistencyLevel", "eventual")  # $count is an advanced query
+        permission = GROUP_PERMISSION if group_id else READ_PERMISSION
+        found = await self._call(builder.get(request_configuration=config), inspect, permission)
+        if not isinstance(found.value, int) or found.value < 0:
+            raise GraphError("Graph returned an unreadable count", request_id=found.request_id, transient=True)
+        return GraphResult(found.value, found.request_id)
 
     async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult[Any]:
         config, inspect = _config(client_request_id, priority)

@@ -124,12 +124,13 @@ def parse_signout_request(data: dict[str, Any], callback_hosts: tuple[str, ...] 
     return SignoutRequest(tuple(users.values()), description or "", correlation_id, callback_url)
 
 
-ALL_USERS_CONFIRMATION = "sign out all users"
-BULK_FIELDS = frozenset({"group", "allUsers", "confirm", "description", "correlationId"})
+ALL_USERS_CONFIRMATION = "sign out all users"  # exactly this: a deliberate phrase, not a flag
+BULK_FIELDS = frozenset({"group", "allUsers", "confirm", "preview", "description", "correlationId"})
 
 
-def parse_bulk_target(data: dict[str, Any], allow_all_users: bool) -> str | None:
-    """The group id, or None for every user; raises a ProblemError for a target that is not allowed."""
+def parse_bulk_target(data: dict[str, Any], allow_all_users: bool, preview: bool = False) -> str | None:
+    """The group id, or None for every user; raises a ProblemError for a target that is not allowed.
+    A preview signs nobody out, so it needs no confirmation."""
     if "group" in data:
         group = data["group"]
         if not isinstance(group, str) or not is_object_id(group.strip()):
@@ -143,11 +144,11 @@ def parse_bulk_target(data: dict[str, Any], allow_all_users: bool) -> str | None
         raise ProblemError(
             403, "Forbidden", "signing out every user is disabled: set the app setting ALLOW_ALL_USERS=true to allow it"
         )
-    if str(data.get("confirm", "")).strip().lower() != ALL_USERS_CONFIRMATION:
+    if not preview and data.get("confirm") != ALL_USERS_CONFIRMATION:
         raise ProblemError(
             400,
             "Confirmation required",
-            f'add "confirm": "{ALL_USERS_CONFIRMATION}" to sign out every user of the tenant',
+            f'add "confirm": "{ALL_USERS_CONFIRMATION}" (exactly) to sign out every user of the tenant',
             [field_error("/confirm", f"must be {ALL_USERS_CONFIRMATION!r}")],
         )
     return None
@@ -158,6 +159,7 @@ class BulkRequest:
     group_id: str | None  # None: every user of the tenant
     description: str = ""
     correlation_id: str | None = None
+    preview: bool = False  # only say what the job would do; create nothing
 
     def fingerprint(self) -> str:
         canonical = {
@@ -170,14 +172,32 @@ class BulkRequest:
 
 
 def parse_bulk_request(data: dict[str, Any], allow_all_users: bool) -> BulkRequest:
-    """`{"group": "<group object id>"}` or `{"allUsers": true, "confirm": "sign out all users"}`."""
+    """`{"group": "<group object id>"}` or `{"allUsers": true, "confirm": "sign out all users"}`,
+    either with `"preview": true` (no confirmation needed)."""
     errors = [
         field_error(pointer_to(name), "is not a known field for a bulk sign-out") for name in sorted(set(data) - BULK_FIELDS)
     ]
     if "group" in data and "allUsers" in data:
         errors.append(field_error("/allUsers", "give either `group` or `allUsers`, not both"))
+    preview = data.get("preview", False)
+    if not isinstance(preview, bool):
+        errors.append(field_error("/preview", "must be true or false"))
     description = _text(data, "description", MAX_DESCRIPTION, errors, multiline=True)
     correlation_id = _text(data, "correlationId", MAX_CORRELATION_ID, errors)
     if errors:
         raise ProblemError(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
-    return BulkRequest(parse_bulk_target(data, allow_all_users), description or "", correlation_id)
+    target = parse_bulk_target(data, allow_all_users, preview is True)
+    return BulkRequest(target, description or "", correlation_id, preview is True)
+
+
+DECISION_FIELDS = frozenset({"comment"})
+MAX_DECISION_BYTES = 8 * 1024
+
+
+def parse_decision(data: dict[str, Any]) -> str | None:
+    """`POST /api/jobs/{id}/approve|reject` bodies: `{"comment": "..."}` (optional), recorded on the job."""
+    errors = [field_error(pointer_to(name), "is not a known field") for name in sorted(set(data) - DECISION_FIELDS)]
+    comment = _text(data, "comment", MAX_DESCRIPTION, errors, multiline=True)
+    if errors:
+        raise ProblemError(400, "Invalid request", f"{len(errors)} problem(s) in the request body", errors)
+    return comment

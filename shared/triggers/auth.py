@@ -21,6 +21,7 @@ from shared.domain.problems import ProblemError
 
 CREATE_ROLE = "SignOuts.Create"  # create sign-outs and bulk jobs, post alerts
 READ_ROLE = "SignOuts.Read"  # read tasks, the remediation log and jobs
+APPROVE_ROLE = "SignOuts.Approve"  # approve or reject bulk jobs someone else requested
 PRINCIPAL_HEADER = "x-ms-client-principal"
 _OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
 _APP_ID_CLAIMS = ("azp", "appid")

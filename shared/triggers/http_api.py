@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Awaitable
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import azure.functions as func
 
 from shared.domain.alerts import parse_alert
+from shared.domain.directory import GraphError
 from shared.domain.jobs import Job
 from shared.domain.messages import is_task_id
 from shared.domain.principal import Principal
 from shared.domain.problems import ProblemError, field_error
-from shared.domain.requests import load_json_object, parse_bulk_request, parse_signout_request, require_json
+from shared.domain.requests import (
+    MAX_DECISION_BYTES,
+    BulkRequest,
+    load_json_object,
+    parse_bulk_request,
+    parse_decision,
+    parse_signout_request,
+    require_json,
+)
 from shared.domain.tasks import TaskRecord
-from shared.runtime import runtime
+from shared.runtime import Runtime, runtime
 from shared.settings import get_settings
-from shared.triggers.auth import CREATE_ROLE, READ_ROLE
+from shared.triggers.auth import APPROVE_ROLE, CREATE_ROLE, READ_ROLE, roles_required
 from shared.triggers.health import check_health
 from shared.triggers.responses import absolute_url, caller, endpoint, json_response
-from shared.usecases import queries
-from shared.usecases.bulk import JobFinishedError, cancel_job, create_job, get_job, job_report
+from shared.usecases import approvals, job_queries, queries
+from shared.usecases.bulk import JobFinishedError, cancel_job, get_job, job_report
 from shared.usecases.intake import accept, accept_alert, idempotency_scope, idempotent
 
 bp = func.Blueprint()
+T = TypeVar("T")
 
 MAX_IDEMPOTENCY_KEY = 200
 MAX_ALERT_BYTES = 2 * 1024 * 1024  # Sentinel incidents carry their alerts and entities
@@ -83,9 +96,12 @@ async def _create_job(
 ) -> func.HttpResponse:
     request = parse_bulk_request(data, get_settings().allow_all_users)
     rt = runtime()
+    if request.preview:  # creates nothing, so no Idempotency-Key is needed or stored
+        preview = await _reading_directory(approvals.preview(rt, request, roles_required()))
+        return json_response({"preview": preview})
 
     async def run() -> tuple[list[str], bool]:
-        job = await create_job(rt, request.group_id, request.description, request.correlation_id, requested_by)
+        job = await _requesting(rt, request, requested_by)
         return [job.id], True
 
     if key is None:
@@ -93,9 +109,31 @@ async def _create_job(
     else:  # a retried bulk request must not sign the whole group out twice
         [job_id], fresh = await idempotent(rt, idempotency_scope("signouts", requested_by, key), request.fingerprint(), run)
         created = fresh is not None
+    report, _ = await job_report(rt, await _existing_job(job_id))
     url = job_url(req, job_id)
     headers = {"Location": url, "Retry-After": JOB_POLL_SECONDS, **({} if created else {"Idempotent-Replayed": "true"})}
-    return json_response({"job": {"id": job_id, "statusUrl": url}}, 202, headers)
+    summary = {"id": job_id, "state": report["state"], "count": report["count"], "statusUrl": url}
+    return json_response({"job": summary}, 202, headers)
+
+
+async def _requesting(rt: Runtime, request: BulkRequest, requested_by: Principal | None) -> Job:
+    try:
+        return await _reading_directory(approvals.request_job(rt, request, requested_by, roles_required()))
+    except approvals.ApprovalRefusedError as refused:
+        raise ProblemError(403, "Approval required", str(refused)) from None
+
+
+async def _reading_directory(call: Awaitable[T]) -> T:
+    """Graph failures while sizing a bulk target: transient ones are 503 (nothing was created: a
+    target of unknown size never starts), others say what Graph answered."""
+    try:
+        return await call
+    except GraphError as failure:
+        if failure.transient:
+            retry_after = str(max(1, math.ceil(failure.retry_after or 5)))
+            detail = f"Microsoft Graph could not size the target ({failure.code or failure.status}); nothing was created, retry"
+            raise ProblemError(503, "Directory unavailable", detail, headers={"Retry-After": retry_after}) from None
+        raise ProblemError(422, "Target cannot be read", approvals.describe(failure)) from None
 
 
 def job_url(req: func.HttpRequest, job_id: str) -> str:
@@ -140,6 +178,58 @@ async def cancel_job_request(req: func.HttpRequest) -> func.HttpResponse:
             409, "Job already finished", f"bulk job {job.id} has finished; there is nothing left to cancel"
         ) from None
     return await _job_response(req, job)
+
+
+@bp.route(route="jobs/{id}/approve", methods=["POST"])
+@endpoint(role=APPROVE_ROLE)
+async def approve_job(req: func.HttpRequest) -> func.HttpResponse:
+    """A second person lets a bulk job that waits for approval start."""
+    approver = caller()
+    comment = _decision_comment(req)
+    job = await _existing_job(req.route_params.get("id", ""))
+    try:
+        job = await approvals.approve(runtime(), job, approver, comment, roles_required())
+    except approvals.ApprovalRefusedError as refused:
+        raise ProblemError(403, "Approval refused", str(refused)) from None
+    except approvals.JobDecidedError as decided:
+        raise ProblemError(409, "Job not awaiting approval", str(decided)) from None
+    return await _job_response(req, job)
+
+
+@bp.route(route="jobs/{id}/reject", methods=["POST"])
+@endpoint(role=APPROVE_ROLE)
+async def reject_job(req: func.HttpRequest) -> func.HttpResponse:
+    """A bulk job that waits for approval ends `rejected`: nobody is signed out."""
+    rejecter = caller()
+    comment = _decision_comment(req)
+    job = await _existing_job(req.route_params.get("id", ""))
+    try:
+        job = await approvals.reject(runtime(), job, rejecter, comment)
+    except approvals.JobDecidedError as decided:
+        raise ProblemError(409, "Job not awaiting approval", str(decided)) from None
+    return await _job_response(req, job)
+
+
+def _decision_comment(req: func.HttpRequest) -> str | None:
+    """An approve or reject body is optional: `{"comment": "..."}`."""
+    body = req.get_body()
+    if not body:
+        return None
+    require_json(req.headers.get("content-type"))
+    return parse_decision(load_json_object(body, MAX_DECISION_BYTES))
+
+
+@bp.route(route="jobs", methods=["GET"])
+@endpoint(role=READ_ROLE)
+async def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
+    """Bulk jobs newest first; `?state=awaiting_approval` is what waits for an approver."""
+    query = job_queries.parse_job_query(dict(req.params))
+    reports, token = await job_queries.read_jobs(runtime(), query)
+    body: dict[str, object] = {"jobs": [{**report, "statusUrl": job_url(req, report["id"])} for report in reports]}
+    if token:
+        body["continuationToken"] = token
+        body["nextLink"] = absolute_url(req, "/api/jobs", {**query.as_params(), "continuationToken": token})
+    return json_response(body)
 
 
 @bp.route(route="alerts", methods=["POST"])

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from shared.domain.directory import GraphError, PageUser, UserPage
@@ -65,13 +66,46 @@ _PARALLEL = 4
 
 
 async def create_job(
-    rt: BulkDeps, group_id: str | None, description: str, correlation_id: str | None, requested_by: Principal | None
+    rt: BulkDeps,
+    group_id: str | None,
+    description: str,
+    correlation_id: str | None,
+    requested_by: Principal | None,
+    *,
+    count: int | None = None,
+    user_limit: int | None = None,
+    approval_expires_at: datetime | None = None,
+    error: str | None = None,
 ) -> Job:
-    job = Job(str(uuid.uuid4()), group_id, description, correlation_id, requested_by, utcnow(), token=new_token())
+    """A job that starts now; or, with `approval_expires_at`, waits for a second person's approval
+    (nothing is read or revoked until then); or, with `error`, has failed already."""
+    now = utcnow()
+    job = Job(
+        str(uuid.uuid4()),
+        group_id,
+        description,
+        correlation_id,
+        requested_by,
+        now,
+        token=new_token(),
+        count=count,
+        user_limit=user_limit,
+        approval_expires_at=approval_expires_at,
+        error=error,
+        finished_at=now if error else None,
+    )
     job = await rt.jobs.create(job)
-    await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, 1, job.token).to_text())
-    log.info("job %s created: target=%s", job.id, f"group {group_id}" if group_id else "all users")
+    if approval_expires_at is None and error is None:
+        await start_job(rt, job)
+    target = f"group {group_id}" if group_id else "all users"
+    state = "failed" if error else "awaiting approval" if approval_expires_at else "started"
+    log.info("job %s created: target=%s count=%s %s", job.id, target, count, state)
     return job
+
+
+async def start_job(rt: BulkDeps, job: Job) -> None:
+    """Queue the job's first page: enumeration begins."""
+    await rt.queue.put(rt.settings.bulk_page_queue, JobPageMessage(job.id, 1, job.token).to_text())
 
 
 async def get_job(rt: BulkDeps, job_id: str) -> Job | None:
@@ -101,6 +135,9 @@ async def process_page(rt: BulkDeps, message: JobPageMessage) -> None:
     except GraphError as failure:
         await _page_failed(rt, job, message, failure)
         return
+    if message.page == job.pages_done + 1 and job.over_limit(len(set(page.users))):
+        await _stop(rt, job, f"the target has more users than the {job.count} counted when the job was requested")
+        return  # a target that grew after it was counted (and approved) must not widen the job
     if message.page == job.pages_done + 1:
         job = await _record_page(rt, job, message.page, link, page)
     if message.page == job.pages_done and not rt.settings.bulk_backlog_pages:
@@ -111,6 +148,9 @@ async def process_page(rt: BulkDeps, message: JobPageMessage) -> None:
 
 
 async def _page_wanted(rt: BulkDeps, job: Job, message: JobPageMessage) -> bool:
+    if not job.may_enumerate():
+        log.error("job %s has not been approved; page %d dropped", job.id, message.page)
+        return False
     if job.error:
         log.warning("job %s stopped (%s); page %d dropped", job.id, job.error, message.page)
         return False
@@ -323,10 +363,15 @@ async def job_report(rt: BulkDeps, job: Job) -> tuple[dict[str, Any], bool]:
     counts = await rt.counters.totals(job.id)
     done = sum(counts.get(outcome, 0) for outcome in OUTCOMES)
     started = max(counts.get("started", 0), done)
-    finished = bool(job.error) or ((job.enumerated or bool(job.cancelled_at)) and done >= job.discovered)
+    now = utcnow()
+    finished = (
+        bool(job.error or job.rejected_at)
+        or job.expired(now)
+        or ((job.enumerated or bool(job.cancelled_at)) and done >= job.discovered)
+    )
     if finished and job.finished_at is None:
-        job = replace(job, finished_at=utcnow())
-        with suppress(ConcurrentUpdateError):  # a concurrent poll recorded it first
+        job = replace(job, finished_at=now)
+        with suppress(ConcurrentUpdateError):  # a concurrent poll (or a decision) recorded it first
             await rt.jobs.replace(job)
     report = {
         "id": job.id,
@@ -335,7 +380,9 @@ async def job_report(rt: BulkDeps, job: Job) -> tuple[dict[str, Any], bool]:
         "error": job.error,
         "description": job.description,
         "correlationId": job.correlation_id,
-        "requestedBy": job.requested_by.as_api() if job.requested_by else None,
+        "requestedBy": _principal(job.requested_by),
+        "count": job.count,
+        "userLimit": job.user_limit,
         "counts": {
             "discovered": job.discovered,
             "queued": job.discovered - started,
@@ -347,16 +394,28 @@ async def job_report(rt: BulkDeps, job: Job) -> tuple[dict[str, Any], bool]:
         "startedAt": iso(job.started_at),
         "finishedAt": iso(job.finished_at),
         "cancelledAt": iso(job.cancelled_at),
-        "cancelledBy": job.cancelled_by.as_api() if job.cancelled_by else None,
+        "cancelledBy": _principal(job.cancelled_by),
+        "approvalExpiresAt": iso(job.approval_expires_at),
+        "approvedAt": iso(job.approved_at),
+        "approvedBy": _principal(job.approved_by),
+        "rejectedAt": iso(job.rejected_at),
+        "rejectedBy": _principal(job.rejected_by),
+        "decisionComment": job.decision_comment,
     }
     return report, finished
 
 
+def _principal(principal: Principal | None) -> dict[str, str] | None:
+    return principal.as_api() if principal else None
+
+
 def _state(job: Job, finished: bool) -> str:
-    if job.error:
-        return "failed"
+    if job.error or job.rejected_at:
+        return "failed" if job.error else "rejected"
     if job.cancelled_at:
         return "cancelled" if finished else "cancelling"
+    if job.undecided():
+        return "expired" if finished else "awaiting_approval"
     if finished:
         return "finished"
     return "running" if job.enumerated else "enumerating"

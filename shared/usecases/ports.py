@@ -51,6 +51,12 @@ class LogPage:
     last_row_key: str | None  # where the next page starts; None when exhausted
 
 
+@dataclass(frozen=True)
+class JobIndexPage:
+    job_ids: list[str]  # newest first
+    last_row_key: str | None  # where the next page starts; None when exhausted
+
+
 class TaskStore(Protocol):
     """Task records (ETag-guarded) and the requests that joined them."""
 
@@ -98,6 +104,7 @@ class JobStore(Protocol):
     async def replace(self, job: Job) -> Job: ...
     async def save_page_link(self, job_id: str, page: int, link: str) -> None: ...
     async def page_link(self, job_id: str, page: int) -> str | None: ...
+    async def index_page(self, after: str | None, limit: int) -> JobIndexPage: ...
     async def expired(self, cutoff: datetime, limit: int) -> list[dict[str, Any]]: ...
     async def delete(self, index_row: dict[str, Any]) -> None: ...
 
@@ -130,6 +137,12 @@ class Graph(Protocol):
         self, group_id: str | None, next_link: str | None, request_id: str, page_size: int
     ) -> GraphResult[UserPage]: ...
     async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult[Any]: ...
+    async def count_users(
+        self, group_id: str | None, request_id: str, *, guests: bool = False, among: frozenset[str] | None = None
+    ) -> GraphResult[int]:
+        """Users of the tenant, or a group's transitive user members ($count, no enumeration); only
+        guests, or only those of `among` (object ids), when asked."""
+        ...
 
 
 class CallbackSender(Protocol):

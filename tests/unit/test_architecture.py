@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.triggers.auth import CREATE_ROLE, READ_ROLE
+from shared.triggers.auth import APPROVE_ROLE, CREATE_ROLE, READ_ROLE
 from tests.app_functions import registered_functions
 
 SHARED = Path(__file__).parents[2] / "shared"
@@ -25,6 +25,9 @@ ROUTE_ROLES = {
     "list_signouts": READ_ROLE,
     "get_job_status": READ_ROLE,
     "cancel_job_request": CREATE_ROLE,
+    "approve_job": APPROVE_ROLE,
+    "reject_job": APPROVE_ROLE,
+    "list_jobs": READ_ROLE,
     "ingest_alert": CREATE_ROLE,
     "get_openapi": READ_ROLE,
     "health": None,

@@ -261,7 +261,19 @@ def test_operation_is_connector_ready(path: str, method: str, op: dict[str, Any]
 def test_operation_ids_are_unique() -> None:
     ids = [op["operationId"] for _, _, op in operations()]
     assert len(ids) == len(set(ids))
-    assert set(ids) == {"createSignOuts", "getSignOut", "listSignOuts", "getJob", "cancelJob", "ingestAlert", "getHealth", "getOpenApi"}
+    assert set(ids) == {
+        "createSignOuts",
+        "getSignOut",
+        "listSignOuts",
+        "getJob",
+        "listJobs",
+        "cancelJob",
+        "approveJob",
+        "rejectJob",
+        "ingestAlert",
+        "getHealth",
+        "getOpenApi",
+    }
 
 
 def test_path_parameters_are_declared() -> None:

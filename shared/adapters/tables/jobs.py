@@ -1,5 +1,6 @@
 """Bulk jobs: the job row (ETag-guarded), the Graph link of each page read, the jobs index (by
-creation time, for retention); a job's counters live in `counters.py`."""
+creation time: newest first for `GET /api/jobs`, oldest for retention); a job's counters live in
+`counters.py`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from shared.adapters.tables.table import Table, etag_of
 from shared.domain.errors import ConcurrentUpdateError
 from shared.domain.jobs import Job
 from shared.domain.principal import Principal
+from shared.usecases.ports import JobIndexPage
 
 
 class JobTable:
@@ -62,6 +64,22 @@ class JobTable:
         except ResourceNotFoundError:
             return None
 
+    async def index_page(self, after: str | None, limit: int) -> JobIndexPage:
+        """Job ids newest first, starting after row key `after` (one partition, parameterised)."""
+        table = await self._table.client()
+        query, parameters = "PartitionKey eq @pk", {"pk": JOBS_PARTITION}
+        if after:
+            query += " and RowKey gt @after"
+            parameters["after"] = after
+        ids: list[str] = []
+        async for entity in table.query_entities(
+            query, parameters=parameters, results_per_page=limit, select=["RowKey", "JobId"]
+        ):
+            ids.append(entity["JobId"])
+            if len(ids) == limit:
+                return JobIndexPage(ids, entity["RowKey"])
+        return JobIndexPage(ids, None)
+
     async def expired(self, cutoff: datetime, limit: int) -> list[dict[str, Any]]:
         return await self._table.expired(JOBS_PARTITION, time_key(cutoff), limit)
 
@@ -81,7 +99,7 @@ def job_to_entity(job: Job) -> dict[str, Any]:
         "GroupId": job.group_id,
         "Description": job.description,
         "CorrelationId": job.correlation_id,
-        "RequestedBy": json.dumps(job.requested_by.as_api()) if job.requested_by else None,
+        "RequestedBy": _principal(job.requested_by),
         "CreatedAt": job.created_at,
         "StartedAt": job.started_at,
         "PagesDone": job.pages_done,
@@ -92,10 +110,18 @@ def job_to_entity(job: Job) -> dict[str, Any]:
         "FinishedAt": job.finished_at,
         "Error": job.error,
         "CancelledAt": job.cancelled_at,
-        "CancelledBy": json.dumps(job.cancelled_by.as_api()) if job.cancelled_by else None,
+        "CancelledBy": _principal(job.cancelled_by),
         "PageFailingSince": job.page_failing_since,
         "PageFailures": job.page_failures or None,
         "MessageToken": job.token,
+        "Count": job.count,
+        "UserLimit": job.user_limit,
+        "ApprovalExpiresAt": job.approval_expires_at,
+        "ApprovedAt": job.approved_at,
+        "ApprovedBy": _principal(job.approved_by),
+        "RejectedAt": job.rejected_at,
+        "RejectedBy": _principal(job.rejected_by),
+        "DecisionComment": job.decision_comment,
     }
     return {key: value for key, value in entity.items() if value is not None}
 
@@ -106,7 +132,7 @@ def job_from_entity(entity: dict[str, Any], etag: str) -> Job:
         group_id=entity.get("GroupId"),
         description=entity.get("Description", ""),
         correlation_id=entity.get("CorrelationId"),
-        requested_by=Principal.from_api(json.loads(entity["RequestedBy"])) if entity.get("RequestedBy") else None,
+        requested_by=_principal_from(entity.get("RequestedBy")),
         created_at=entity["CreatedAt"],
         started_at=entity.get("StartedAt"),
         pages_done=entity.get("PagesDone", 0),
@@ -117,9 +143,25 @@ def job_from_entity(entity: dict[str, Any], etag: str) -> Job:
         finished_at=entity.get("FinishedAt"),
         error=entity.get("Error"),
         cancelled_at=entity.get("CancelledAt"),
-        cancelled_by=Principal.from_api(json.loads(entity["CancelledBy"])) if entity.get("CancelledBy") else None,
+        cancelled_by=_principal_from(entity.get("CancelledBy")),
         page_failing_since=entity.get("PageFailingSince"),
         page_failures=entity.get("PageFailures", 0),
         token=entity.get("MessageToken"),
         etag=etag,
+        count=entity.get("Count"),
+        user_limit=entity.get("UserLimit"),
+        approval_expires_at=entity.get("ApprovalExpiresAt"),
+        approved_at=entity.get("ApprovedAt"),
+        approved_by=_principal_from(entity.get("ApprovedBy")),
+        rejected_at=entity.get("RejectedAt"),
+        rejected_by=_principal_from(entity.get("RejectedBy")),
+        decision_comment=entity.get("DecisionComment"),
     )
+
+
+def _principal(principal: Principal | None) -> str | None:
+    return json.dumps(principal.as_api()) if principal else None
+
+
+def _principal_from(stored: str | None) -> Principal | None:
+    return Principal.from_api(json.loads(stored)) if stored else None

@@ -1,0 +1,68 @@
+"""Admin query of bulk jobs: newest first, optionally in one state (`awaiting_approval`: what
+waits for an approver), paginated like the remediation log, from the jobs index partition."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from shared.domain.jobs import JOB_STATES, Job
+from shared.domain.problems import ProblemError, field_error, pointer_to
+from shared.usecases.bulk import BulkDeps, job_report
+from shared.usecases.queries import DEFAULT_TOP, MAX_TOP, _decode_token, _encode_token, _parse
+
+KNOWN_PARAMS = frozenset({"state", "top", "continuationToken", "code"})
+SCAN_BUDGET = 500  # jobs read per page at most when a state filter is selective
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    state: str | None = None
+    top: int = DEFAULT_TOP
+    after: str | None = None
+
+    def as_params(self) -> dict[str, str]:
+        params = {"state": self.state, "top": str(self.top)}
+        return {key: value for key, value in params.items() if value}
+
+
+def parse_job_query(params: dict[str, str]) -> JobQuery:
+    errors = [field_error(pointer_to(name), "is not a known query parameter") for name in sorted(set(params) - KNOWN_PARAMS)]
+    state = _parse(params, "state", _state, (ValueError,), errors, f"must be one of {', '.join(JOB_STATES)}")
+    top = _parse(params, "top", int, (ValueError,), errors, f"must be an integer from 1 to {MAX_TOP}")
+    if top is not None and not 1 <= top <= MAX_TOP:
+        errors.append(field_error("/top", f"must be an integer from 1 to {MAX_TOP}"))
+    after = _parse(params, "continuationToken", _decode_token, (ValueError,), errors, "is not a token this API issued")
+    if errors:
+        raise ProblemError(400, "Invalid query", f"{len(errors)} problem(s) in the query", errors)
+    return JobQuery(state, top or DEFAULT_TOP, after)
+
+
+def _state(text: str) -> str:
+    if text not in JOB_STATES:
+        raise ValueError(text)
+    return text
+
+
+async def read_jobs(rt: BulkDeps, query: JobQuery) -> tuple[list[dict[str, Any]], str | None]:
+    """Job reports newest first, and the continuation token when there may be more."""
+    reports: list[dict[str, Any]] = []
+    after, scanned = query.after, 0
+    while len(reports) < query.top and scanned < SCAN_BUDGET:
+        page = await rt.jobs.index_page(after, query.top - len(reports))
+        scanned += len(page.job_ids)
+        jobs = [job for job in await asyncio.gather(*(rt.jobs.get(job_id) for job_id in page.job_ids)) if job]
+        reports += [report for report in await asyncio.gather(*(_report(rt, job) for job in jobs)) if _wanted(report, query)]
+        after = page.last_row_key
+        if after is None:
+            break
+    return reports, _encode_token(after) if after else None
+
+
+async def _report(rt: BulkDeps, job: Job) -> dict[str, Any]:
+    return (await job_report(rt, job))[0]
+
+
+def _wanted(report: dict[str, Any], query: JobQuery) -> bool:
+    return query.state is None or report["state"] == query.state
