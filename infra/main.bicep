@@ -58,6 +58,16 @@ param retentionDays int = 365
 @description('Allow sign-out requests for every user in the tenant (ALLOW_ALL_USERS). Keep false unless you know why.')
 param allowAllUsers bool = false
 
+@minValue(0)
+@maxValue(100000000)
+@description('A bulk job (group or all users) of this many users or more waits for approval by a second person holding SignOuts.Approve (BULK_APPROVAL_THRESHOLD); approvals need enableAppServiceAuth, else such requests are refused. 0 turns the rule off: unsafe.')
+param bulkApprovalThreshold int = 1000
+
+@minValue(1)
+@maxValue(604800)
+@description('Seconds an approval request waits for a decision before the job expires unrun (BULK_APPROVAL_TTL_SECONDS).')
+param bulkApprovalTtlSeconds int = 3600
+
 @description('Comma-separated host names allowed as callback targets (CALLBACK_ALLOWED_HOSTS). Empty = the Logic Apps hosts.')
 param callbackAllowedHosts string = ''
 
@@ -106,6 +116,9 @@ param signOutCreatorPrincipalIds array = []
 
 @description('Object ids of service principals / users / groups to assign the SignOuts.Read app role. Only used when the template creates the app registration.')
 param statusReaderPrincipalIds array = []
+
+@description('Object ids of users / groups / service principals to assign the SignOuts.Approve app role (the second person of a bulk job). Never the callers that create jobs. Only used when the template creates the app registration.')
+param bulkApproverPrincipalIds array = []
 
 // ---------------------------------------------------------------------------
 // Microsoft Graph application permissions for the managed identity
@@ -202,6 +215,7 @@ module apiApp 'graph/api-app.bicep' = if (enableAppServiceAuth && empty(authClie
     displayName: 'Force sign-out API (${environmentName})'
     signOutCreatorPrincipalIds: signOutCreatorPrincipalIds
     statusReaderPrincipalIds: statusReaderPrincipalIds
+    bulkApproverPrincipalIds: bulkApproverPrincipalIds
   }
 }
 
@@ -227,6 +241,8 @@ module function 'app/function.bicep' = {
     protectedUsers: protectedUsers
     retentionDays: retentionDays
     allowAllUsers: allowAllUsers
+    bulkApprovalThreshold: bulkApprovalThreshold
+    bulkApprovalTtlSeconds: bulkApprovalTtlSeconds
     callbackAllowedHosts: callbackAllowedHosts
     retryBudgetMinutes: retryBudgetMinutes
     retryBaseSeconds: retryBaseSeconds

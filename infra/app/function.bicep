@@ -95,6 +95,10 @@ param retryBaseSeconds int = 2
 param graphTimeoutSeconds int = 15
 @description('Bulk Graph writes per second per instance: 97 % of the 3,000 per 150 s app+tenant quota. Divide by maximumInstanceCount.')
 param graphWritesPerSecond string = '19.4'
+@description('A bulk job of this many users or more waits for a second person\'s approval (SignOuts.Approve); 0 turns the rule off (unsafe).')
+param bulkApprovalThreshold int = 1000
+@description('Seconds an approval request waits for a decision before the job expires.')
+param bulkApprovalTtlSeconds int = 3600
 
 @description('Enable App Service Authentication (Entra ID) in front of every endpoint except /api/health.')
 param enableAppServiceAuth bool = false
@@ -217,6 +221,16 @@ var appSettings = [
   {
     name: 'ALERT_USER_DIMENSIONS'
     value: alertUserDimensions
+  }
+  {
+    // Needs REQUIRE_APP_ROLES (enableAppServiceAuth) to approve anything: without it, bulk
+    // requests at or above the threshold are refused.
+    name: 'BULK_APPROVAL_THRESHOLD'
+    value: string(bulkApprovalThreshold)
+  }
+  {
+    name: 'BULK_APPROVAL_TTL_SECONDS'
+    value: string(bulkApprovalTtlSeconds)
   }
 ]
 

@@ -1,8 +1,9 @@
 // App registration callers authenticate against when App Service Authentication (Easy
-// Auth) is enabled. It declares two app roles and requires assignment, so only principals
+// Auth) is enabled. It declares three app roles and requires assignment, so only principals
 // that were explicitly given a role can even get a token for the API:
-//   SignOuts.Create  create sign-outs and bulk jobs (Logic Apps, Sentinel playbooks, alerts)
-//   SignOuts.Read    read task / job status
+//   SignOuts.Create   create sign-outs and bulk jobs (Logic Apps, Sentinel playbooks, alerts)
+//   SignOuts.Read     read task / job status
+//   SignOuts.Approve  approve or reject a bulk job someone else requested (two-person rule)
 // No client secret or certificate: Easy Auth here only validates bearer tokens; it never
 // signs users in, so the app needs no credential of its own.
 //
@@ -21,8 +22,12 @@ param signOutCreatorPrincipalIds array = []
 @description('Object ids of principals to assign SignOuts.Read.')
 param statusReaderPrincipalIds array = []
 
+@description('Object ids of principals to assign SignOuts.Approve (never those that create jobs).')
+param bulkApproverPrincipalIds array = []
+
 var createRoleId = guid(uniqueName, 'SignOuts.Create')
 var readRoleId = guid(uniqueName, 'SignOuts.Read')
+var approveRoleId = guid(uniqueName, 'SignOuts.Approve')
 
 resource apiApplication 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
@@ -56,6 +61,17 @@ resource apiApplication 'Microsoft.Graph/applications@v1.0' = {
       ]
       isEnabled: true
     }
+    {
+      id: approveRoleId
+      value: 'SignOuts.Approve'
+      displayName: 'Approve bulk sign-outs'
+      description: 'Approve or reject a bulk sign-out job that another principal requested.'
+      allowedMemberTypes: [
+        'Application'
+        'User'
+      ]
+      isEnabled: true
+    }
   ]
 }
 
@@ -75,6 +91,12 @@ resource readerAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for princ
   principalId: principal
   resourceId: apiServicePrincipal.id
   appRoleId: readRoleId
+}]
+
+resource approverAssignments 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for principal in bulkApproverPrincipalIds: {
+  principalId: principal
+  resourceId: apiServicePrincipal.id
+  appRoleId: approveRoleId
 }]
 
 output appId string = apiApplication.appId

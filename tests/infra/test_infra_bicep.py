@@ -102,6 +102,8 @@ SETTING_DEFAULTS = {
     "ALLOW_ALL_USERS": ("allowAllUsers", False),
     "CALLBACK_ALLOWED_HOSTS": ("callbackAllowedHosts", ""),
     "RETENTION_DAYS": ("retentionDays", 365),
+    "BULK_APPROVAL_THRESHOLD": ("bulkApprovalThreshold", 1000),
+    "BULK_APPROVAL_TTL_SECONDS": ("bulkApprovalTtlSeconds", 3600),
 }
 NAME_DEFAULTS = {
     "SIGNOUT_QUEUE_NAME": ("signOutQueueName", "signout-requests"),
@@ -603,11 +605,11 @@ def test_easy_auth_settings():
     assert properties["login"]["tokenStore"]["enabled"] is False
 
 
-def test_caller_app_registration_declares_the_two_app_roles():
+def test_caller_app_registration_declares_the_three_app_roles():
     parsed = parse("graph/api-app.bicep")
     _, app = one_resource(parsed, "Microsoft.Graph/applications")
     app = body(app)
-    assert {role["value"] for role in app["appRoles"]} == {"SignOuts.Create", "SignOuts.Read"}
+    assert {role["value"] for role in app["appRoles"]} == {"SignOuts.Create", "SignOuts.Read", "SignOuts.Approve"}
     for role in app["appRoles"]:
         assert role["isEnabled"] is True
         assert set(role["allowedMemberTypes"]) == {"Application", "User"}
