@@ -7,6 +7,9 @@ Graph API (bearer token from tools.identity_endpoint required, roles checked lik
     GET  /v1.0/users/{id|upn}                         $select
     POST /v1.0/users/{id|upn}/revokeSignInSessions    a write: counts against the write quota
     GET  /v1.0/groups/{id}/transitiveMembers[/microsoft.graph.user]   $select, $top, $skiptoken
+    GET  /v1.0/users/$count, /v1.0/groups/{id}/transitiveMembers/microsoft.graph.user/$count
+         text/plain; an advanced query: ConsistencyLevel: eventual required (else 400, as Graph);
+         $filter: userType eq '<type>' or id in ('<id>', ...)
 Anything else gets Graph's error shape (400 unknown segment, 405 wrong method, ...).
 
 Environment: LOCAL_TOKEN_SIGNING_KEY (required), GRAPH_SIM_AUDIENCE (default http://127.0.0.1:<port>),
@@ -39,7 +42,7 @@ import sys
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -279,6 +282,14 @@ class Directory:
         first = bisect.bisect_right(GeneratedIds(self.generated), after)  # type: ignore[call-overload]
         generated = (self._generated_user(i) for i in range(first, self.generated))
         return list(itertools.islice(heapq.merge(explicit, generated, key=attrgetter("id")), limit))
+
+    def user_count(self) -> int:
+        return len(self._ids) + self.generated
+
+    def all_users(self) -> Iterator[User]:
+        """Every user, explicit ones first (generated users are made one at a time)."""
+        yield from self._users.values()
+        yield from (self._generated_user(index) for index in range(self.generated))
 
     def _generated_index(self, key: str) -> int | None:
         if key.startswith(GENERATED_ID_PREFIX) and GUID.match(key):
@@ -598,6 +609,9 @@ class Simulator:
             self.stats["writes"] += 1
             call.extra_headers.update(self._consume_write(claims))
         body = route.handler(self, call, key)
+        if isinstance(body, web.Response):  # $count answers text/plain
+            body.headers.update({"x-ms-resource-unit": "1", **call.extra_headers})
+            return body
         return json_response(body, 200, {"x-ms-resource-unit": "1", **call.extra_headers})
 
     def _finish(self, call: Call, response: web.Response) -> None:
@@ -723,7 +737,7 @@ def error_response(call: Call, error: GraphError) -> web.Response:
 
 # ---------------------------------------------------------------- routing & Graph handlers
 
-Handler = Callable[[Simulator, Call, str | None], dict[str, Any]]
+Handler = Callable[[Simulator, Call, str | None], dict[str, Any] | web.Response]
 
 
 @dataclass(frozen=True)
@@ -886,8 +900,47 @@ def group_members(users_only: bool) -> Handler:
     return handler
 
 
+_COUNT_BY_TYPE = re.compile(r"userType eq '([^']*)'", re.IGNORECASE)
+_COUNT_BY_IDS = re.compile(r"id in \(\s*('[^']*'(?:\s*,\s*'[^']*')*)\s*\)", re.IGNORECASE)
+
+
+def count_filter(call: Call) -> Callable[[User], bool] | None:
+    """$count is an advanced query: without `ConsistencyLevel: eventual` Graph answers 400 (its
+    documented error). The $filter forms the service uses are supported; any other is refused."""
+    if call.request.headers.get("ConsistencyLevel", "").strip().lower() != "eventual":
+        raise bad_request("$count is not currently supported.")
+    raw = query_options(call, {"$filter"}).get("$filter")
+    if raw is None:
+        return None
+    if match := _COUNT_BY_TYPE.fullmatch(raw.strip()):
+        wanted = match[1].lower()
+        return lambda user: user.userType.lower() == wanted
+    if match := _COUNT_BY_IDS.fullmatch(raw.strip()):
+        ids = {value.lower() for value in re.findall(r"'([^']*)'", match[1])}
+        return lambda user: user.id in ids
+    raise GraphError(400, "Request_UnsupportedQuery", "Unsupported Query.")
+
+
+def count_response(count: int) -> web.Response:
+    return web.Response(text=str(count), content_type="text/plain", charset="utf-8")
+
+
+def count_users(sim: Simulator, call: Call, _: str | None) -> web.Response:
+    keep = count_filter(call)
+    if keep is None:  # generated users are virtual: counted without making them
+        return count_response(sim.directory.user_count())
+    return count_response(sum(1 for user in sim.directory.all_users() if keep(user)))
+
+
+def count_group_users(sim: Simulator, call: Call, key: str | None) -> web.Response:
+    keep = count_filter(call)
+    members = sim.directory.transitive_members(sim.directory.require_group(key or ""))
+    return count_response(sum(1 for member in members if isinstance(member, User) and (keep is None or keep(member))))
+
+
 ROUTES = (
     Route(("users",), "GET", READ_USERS, list_users),
+    Route(("users", "$count"), "GET", READ_USERS, count_users),  # before users/{id}: "$count" is no user
     Route(("users", "{id}"), "GET", READ_USERS, get_user),
     Route(("users", "{id}", "revokeSignInSessions|microsoft.graph.revokeSignInSessions|graph.revokeSignInSessions"),
           "POST", REVOKE_SESSIONS, revoke_sessions, write=True),
@@ -895,6 +948,8 @@ ROUTES = (
     # msgraph-sdk spells the cast with Graph's short namespace alias: .../transitiveMembers/graph.user
     Route(("groups", "{id}", "transitiveMembers", "microsoft.graph.user|graph.user"),
           "GET", READ_MEMBERS, group_members(users_only=True)),
+    Route(("groups", "{id}", "transitiveMembers", "microsoft.graph.user|graph.user", "$count"),
+          "GET", READ_MEMBERS, count_group_users),
 )  # fmt: skip
 
 

@@ -410,3 +410,69 @@ def test_command_line_serves_until_sigterm(signing_key) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
+
+
+# ------------------------------------------------------------------ $count (advanced queries)
+
+EVENTUAL = {"ConsistencyLevel": "eventual"}
+GROUP_COUNT = f"/v1.0/groups/{graph_sim.SEED_GROUP_ID}/transitiveMembers/microsoft.graph.user/$count"
+
+
+async def test_msgraph_client_counts_users_and_group_members_with_consistency_level(graph_client) -> None:
+    config: RequestConfiguration = RequestConfiguration()
+    config.headers.add("ConsistencyLevel", "eventual")
+    assert await graph_client.users.count.get(request_configuration=config) == 5 + 7  # seeded + generated
+    members = graph_client.groups.by_group_id(graph_sim.SEED_GROUP_ID).transitive_members.graph_user
+    assert await members.count.get(request_configuration=config) == 3  # Adele, Megan, and the nested group's guest
+
+
+@pytest.mark.parametrize("path", ["/v1.0/users/$count", GROUP_COUNT, GROUP_COUNT.replace("microsoft.graph.user", "graph.user")])
+async def test_count_is_text_and_needs_consistency_level_eventual_as_in_graph(http, path) -> None:
+    error = assert_graph_error(await http.get(path), 400, "Request_BadRequest")
+    assert error["message"] == "$count is not currently supported."  # Graph's documented answer
+    response = await http.get(path, headers=EVENTUAL)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    assert int(response.text) in (3, 12)
+
+
+@pytest.mark.parametrize(
+    ("path", "odata_filter", "expected"),
+    [
+        ("/v1.0/users/$count", "userType eq 'Guest'", 1),
+        ("/v1.0/users/$count", f"id in ('{ADELE}', '00000000-5100-4000-8000-000000000002', 'a-missing-id')", 2),
+        (GROUP_COUNT, "userType eq 'Guest'", 1),
+        (GROUP_COUNT, f"id in ('{ADELE}', '00000000-5100-4000-8000-000000000002')", 1),  # a generated user is no member
+    ],
+)
+async def test_count_takes_the_filters_the_service_sends(http, path, odata_filter, expected) -> None:
+    response = await http.get(path, params={"$filter": odata_filter}, headers=EVENTUAL)
+    assert (response.status_code, response.text) == (200, str(expected))
+
+
+async def test_count_refuses_other_filters_and_unknown_groups(http) -> None:
+    unsupported = await http.get("/v1.0/users/$count", params={"$filter": "accountEnabled eq false"}, headers=EVENTUAL)
+    assert_graph_error(unsupported, 400, "Request_UnsupportedQuery")
+    unknown = "/v1.0/groups/11111111-1111-4111-8111-111111111111/transitiveMembers/microsoft.graph.user/$count"
+    assert_graph_error(await http.get(unknown, headers=EVENTUAL), 404, "Request_ResourceNotFound")
+    assert_graph_error(await http.post("/v1.0/users/$count", headers=EVENTUAL), 405, "Request_BadRequest")
+
+
+async def test_the_service_s_graph_gateway_counts_through_the_simulator(graph_client, credential, graph, control) -> None:
+    """shared/adapters/graph.py as the app runs it: one $count call per figure, no enumeration."""
+    from shared.adapters.graph import GraphGateway
+    from shared.domain.directory import GraphError
+
+    gateway = GraphGateway(graph_client, 60, credential, graph.scope)
+    group = graph_sim.SEED_GROUP_ID
+    assert (await gateway.count_users(None, "req-1")).value == 12
+    assert (await gateway.count_users(group, "req-2")).value == 3
+    assert (await gateway.count_users(None, "req-3", guests=True)).value == 1
+    assert (await gateway.count_users(group, "req-4", guests=True)).value == 1
+    many = frozenset({ADELE, *(f"00000000-5100-4000-8000-{index:012x}" for index in range(20))})  # 21 ids: two filters
+    assert (await gateway.count_users(None, "req-5", among=many)).value == 1 + 7
+    assert (await gateway.count_users(group, "req-6", among=frozenset())).value == 0  # nothing to ask
+    entries = await log(control)
+    assert [entry["path"].rsplit("/", 1)[-1] for entry in entries] == ["$count"] * 6
+    assert {entry["x-ms-throttle-priority"] for entry in entries} == {"low"}
+    with pytest.raises(GraphError, match="only object ids"):
+        await gateway.count_users(None, "req-7", among=frozenset({"adele.vance@contoso.com"}))
