@@ -667,7 +667,7 @@ class FakeGraph(Scripted):
     @port_call
     async def count_users(
         self, group_id: str | None, request_id: str, *, guests: bool = False, among: frozenset[str] | None = None
-    ) -> GraphResult:
+    ) -> GraphResult[int]:
         """$count: no enumeration is recorded in `pages_read`."""
         if group_id is not None and group_id not in self.groups:
             raise _not_found(f"group {group_id}", "GroupMember.Read.All")

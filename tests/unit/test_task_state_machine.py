@@ -42,10 +42,14 @@ async def test_a_task_signs_the_user_out_and_records_the_proof(rt: FakeRuntime, 
     assert task.id not in rt.index.active
 
 
-async def test_a_protected_account_listed_by_upn_is_not_signed_out_when_named_by_object_id() -> None:
-    rt = fake_runtime(protected_users=frozenset({"breakglass@contoso.com"}))
-    breakglass = rt.graph.add_user("BreakGlass@contoso.com")
-    task = await accept_user(rt, parse_user(breakglass.id), SignoutRequest((parse_user(breakglass.id),)), None)
+@pytest.mark.parametrize("listed_by", ["upn", "object id"])
+async def test_a_protected_account_is_not_signed_out_whichever_way_it_is_named(listed_by: str) -> None:
+    """PROTECTED_USERS names it one way, the request the other: compared by object id."""
+    breakglass_id = "3f0c2a1e-9b8d-4c7e-a6f5-0123456789ab"
+    rt = fake_runtime(protected_users=frozenset({"breakglass@contoso.com" if listed_by == "upn" else breakglass_id}))
+    breakglass = rt.graph.add_user("BreakGlass@contoso.com", user_id=breakglass_id)
+    named = parse_user(breakglass.id if listed_by == "upn" else breakglass.upn)
+    task = await accept_user(rt, named, SignoutRequest((named,)), None)
     await rt.deliver(rt.settings.signout_queue)
     done = rt.tasks.records[task.id]
     assert done.status is TaskStatus.SKIPPED
@@ -88,15 +92,19 @@ async def test_a_task_whose_retry_budget_is_spent_gives_up_with_the_last_error(
     assert rt.queue.waiting(rt.settings.signout_queue) == [], "no further attempt"
 
 
-@pytest.mark.parametrize("running_under", ["the same message", "another message"])
-async def test_a_crashed_attempt_runs_again_once_its_deadline_has_passed(
-    rt: FakeRuntime, alice: FakeUser, alice_ref: UserRef, running_under: str
+@pytest.mark.parametrize(
+    ("redelivered", "deadline_in"),
+    [("its own message", timedelta(seconds=60)), ("a copy", timedelta(seconds=-1))],
+    ids=["host redelivery before the deadline", "sweeper's copy after the deadline"],
+)
+async def test_a_crashed_attempt_runs_again(
+    rt: FakeRuntime, alice: FakeUser, alice_ref: UserRef, redelivered: str, deadline_in: timedelta
 ) -> None:
-    """The host redelivers the attempt's own message, or the sweeper queued a copy after the deadline."""
+    """Its own message coming back means it crashed; a copy waits for the attempt's deadline."""
     task, message = await accepted(rt, alice_ref)
-    attempt_message = message.id if running_under == "the same message" else "message-of-the-crashed-attempt"
+    attempt_message = message.id if redelivered == "its own message" else "message-of-the-crashed-attempt"
     rt.tasks.update(task.id, status=TaskStatus.IN_PROGRESS, attempts=1, attempt_message_id=attempt_message,
-                    attempt_deadline=utcnow() - timedelta(seconds=1))  # fmt: skip
+                    attempt_deadline=utcnow() + deadline_in)  # fmt: skip
     await rt.redeliver(message)
     done = rt.tasks.records[task.id]
     assert (done.status, done.attempts) == (TaskStatus.SUCCEEDED, 2)
