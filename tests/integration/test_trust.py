@@ -93,7 +93,9 @@ def test_page_messages_from_a_queue_writer_sign_out_nobody_and_never_follow_thei
     queue(stack, "signout-bulk-pages").send_message(json.dumps({**attack, "token": token}))  # even the job's own token
     wait_until(lambda: logged(stack, "dropped JobPageMessage"), "the page message on the sign-out queue is dropped")
     wait_until(lambda: logged(stack, f"page 1 of job {job_id} dropped"), "the page message without the token is dropped")
-    reads = lambda: [r for r in sim.requests() if r["seq"] > since and r["method"] == "GET" and "transitiveMembers" in r["path"]]  # noqa: E731
+    def reads() -> list[dict[str, Any]]:
+        return [r for r in sim.requests() if r["seq"] > since and r["method"] == "GET" and "transitiveMembers" in r["path"]]
+
     wait_until(reads, "the job's own token re-reads page 1 from the job's own target")
     time.sleep(1)  # its tasks exist already: nothing is queued again
     listed = [r for r in sim.requests() if r["seq"] > since and r["path"].endswith("/v1.0/users")]
@@ -164,7 +166,9 @@ def test_the_sweeper_re_drives_a_lost_message_and_a_crashed_attempt(stack: Local
         assert done["status"] == "succeeded"
         assert sim.user(user["id"])["revokeCount"] == 1
     for record in (queued, running):  # finished tasks leave the sweeper's set
-        active = lambda task_id=record.id: list(table(stack).query_entities("PartitionKey eq 'active' and RowKey eq @id", parameters={"id": task_id}))  # noqa: E731
+        def active(task_id: str = record.id) -> list[Any]:
+            return list(table(stack).query_entities("PartitionKey eq 'active' and RowKey eq @id", parameters={"id": task_id}))
+
         wait_until(lambda active=active: not active(), "the active row is removed")
 
 
