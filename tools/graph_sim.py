@@ -410,6 +410,7 @@ class FaultRule:
     action: str = "status"  # status | reset | timeout
     method: str | None = None
     path_contains: str | None = None
+    query_contains: str | None = None  # e.g. "$top": a page read, not the same collection's $count
     user: str | None = None
     count: int = 1
     status: int = 503
@@ -679,6 +680,8 @@ class Simulator:
         if rule.method and rule.method.upper() != call.request.method:
             return False
         if rule.path_contains and rule.path_contains not in call.path and rule.path_contains not in unquote(call.path):
+            return False
+        if rule.query_contains and rule.query_contains not in unquote(call.entry.query):
             return False
         return rule.user is None or (call.user_key is not None and self._same_user(rule.user, call.user_key))
 

@@ -476,3 +476,11 @@ async def test_the_service_s_graph_gateway_counts_through_the_simulator(graph_cl
     assert {entry["x-ms-throttle-priority"] for entry in entries} == {"low"}
     with pytest.raises(GraphError, match="only object ids"):
         await gateway.count_users(None, "req-7", among=frozenset({"adele.vance@contoso.com"}))
+
+
+async def test_a_fault_can_target_page_reads_and_spare_the_same_collection_s_count(http, control) -> None:
+    page_reads_only = {"status": 503, "path_contains": graph_sim.SEED_GROUP_ID, "query_contains": "$top", "count": 5}
+    await control.post("/_sim/faults", json=[page_reads_only])
+    assert (await http.get(GROUP_COUNT, headers=EVENTUAL)).text == "3"
+    page = GROUP_COUNT.removesuffix("/$count")
+    assert_graph_error(await http.get(page, params={"$top": "2"}), 503, "ServiceUnavailable")
