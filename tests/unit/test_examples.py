@@ -35,7 +35,7 @@ EXAMPLES = ROOT / "examples"
 FIXTURES = ROOT / "tests" / "fixtures" / "alerts"
 ARM_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
 WDL_SCHEMA = "https://schema.management.azure.com/providers/Microsoft.Logic/schemas/2016-06-01/workflowdefinition.json#"
-TEMPLATES = ("action-group.json", "sentinel-playbook.json", "logic-app-queue.json")
+TEMPLATES = ("action-group.json", "sentinel-playbook.json", "logic-app-queue.json", "bulk-approval-teams.json")
 SECURE_TYPES = {"securestring", "secureobject"}
 SECRET_NAME = re.compile(r"key|secret|password|token|credential|connectionstring|sas", re.IGNORECASE)
 # Literal secrets: storage/SAS connection strings, a code= or sig= followed by a value, key-like blobs.
@@ -452,7 +452,7 @@ def test_template_is_a_valid_arm_template_without_literal_secrets(name: str) -> 
     check_no_literal_secrets(template)
 
 
-@pytest.mark.parametrize("name", ["sentinel-playbook.json", "logic-app-queue.json"])
+@pytest.mark.parametrize("name", ["sentinel-playbook.json", "logic-app-queue.json", "bulk-approval-teams.json"])
 def test_workflow_definition_is_consistent(name: str) -> None:
     check_workflow(load(name))
 
