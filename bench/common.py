@@ -38,7 +38,7 @@ def local_stack(
     """The real stack on loopback with `users` generated users; logs in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="bench-") as logs:
         sim = {"GRAPH_SIM_USERS": str(users), **(sim_env or {})}
-        app = {"PROTECTED_USERS": "", "ALLOW_ALL_USERS": "true", **(settings or {})}
+        app = {"PROTECTED_USERS": "", "ALLOW_ALL_USERS": "true", "BULK_APPROVAL_THRESHOLD": "0", **(settings or {})}
         with LocalStack(sim_env=sim, settings=app, log_dir=Path(logs)) as stack:
             yield stack
 

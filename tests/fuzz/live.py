@@ -42,6 +42,13 @@ GRAPH_CALLS = [
         ),
         re.compile(r"\$select=[A-Za-z,]+&\$top=\d+(&\$skiptoken=[A-Za-z0-9_-]+)?|\$skiptoken=[A-Za-z0-9_-]+(&.*)?"),
     ),
+    (  # a bulk request counts its target first (guests and protected accounts by filter)
+        "GET",
+        re.compile(
+            r"/v1\.0/groups/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/transitiveMembers/(microsoft\.)?graph\.user/\$count"
+        ),
+        re.compile(r"(\$filter=(userType%20eq%20%27Guest%27|id%20in%20%28%27[0-9a-f-]{36}%27(%2C%20%27[0-9a-f-]{36}%27)*%29))?"),
+    ),
 ]
 
 

@@ -160,7 +160,7 @@ def job_token(stack: LocalStack, job_id: str) -> str:
 
 def test_a_page_graph_keeps_failing_fails_the_job_once_the_retry_budget_is_spent(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
     group, members = group_of(bulk_sim, 3)
-    bulk_sim.http.post("/_sim/faults", json=[{"status": 503, "path_contains": group, "count": 100000}]).raise_for_status()
+    bulk_sim.http.post("/_sim/faults", json=[{"status": 503, "path_contains": group, "query_contains": "$top", "count": 100000}]).raise_for_status()
     try:
         response = bulk_api.post("/api/signouts", json={"group": group})
         job = wait_for_terminal(bulk_api, response.headers["Location"])
@@ -176,7 +176,7 @@ def test_a_page_graph_keeps_failing_fails_the_job_once_the_retry_budget_is_spent
 def test_a_throttled_page_is_read_again_after_retry_after_and_the_job_finishes(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
     """Trust issue #8: more 429s than the host's maxDequeueCount (5) no longer fail a job."""
     group, members = group_of(bulk_sim, 3)
-    throttle = {"status": 429, "path_contains": group, "count": 6, "headers": {"Retry-After": "1"}, "code": "TooManyRequests"}
+    throttle = {"status": 429, "path_contains": group, "query_contains": "$top", "count": 6, "headers": {"Retry-After": "1"}, "code": "TooManyRequests"}
     bulk_sim.http.post("/_sim/faults", json=[throttle]).raise_for_status()
     response = bulk_api.post("/api/signouts", json={"group": group})
     job = wait_for_terminal(bulk_api, response.headers["Location"])
