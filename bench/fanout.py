@@ -77,10 +77,7 @@ def main() -> None:
         cpu = load.cpu_seconds()
         job = api.get(url).json()
         table = TableClient.from_connection_string(storage, stack.app_settings["STATUS_TABLE_NAME"])
-        rows = [
-            (r["TaskId"], r["User"])
-            for r in table.query_entities("PartitionKey eq 'log'", select=["TaskId", "User"])
-        ]
+        rows = [(r["TaskId"], r["User"]) for r in table.query_entities("PartitionKey eq 'log'", select=["TaskId", "User"])]
         invocations = devhost_invocations(stack, "bulk_pages")
     discovered = job["counts"]["discovered"]
     print(machine())

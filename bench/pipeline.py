@@ -62,7 +62,11 @@ def single_latencies(api: httpx.Client, sim: httpx.Client, count: int) -> list[f
         task_id = response.json()["tasks"][0]["id"]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            calls = [r for r in sim.get("/_sim/requests").json()["requests"] if r["method"] == "POST" and r.get("client-request-id") == task_id]
+            calls = [
+                r
+                for r in sim.get("/_sim/requests").json()["requests"]
+                if r["method"] == "POST" and r.get("client-request-id") == task_id
+            ]
             if calls:
                 revoked = datetime.fromisoformat(calls[0]["timestamp"]).timestamp()
                 latencies.append(revoked - accepted)
@@ -92,7 +96,9 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, 1 dev host process")
     print("| measure | value |\n|---|---|")
     print(f"| revocations/s, {args.users} users, Graph latency {args.latency_ms} ms | {rate:.1f} |")
-    print(f"| ceiling set by Graph latency at {queue_concurrency()} concurrent tasks x {GRAPH_CALLS_PER_TASK} calls | {ceiling:.1f} |")
+    print(
+        f"| ceiling set by Graph latency at {queue_concurrency()} concurrent tasks x {GRAPH_CALLS_PER_TASK} calls | {ceiling:.1f} |"
+    )
     print(f"| share of that ceiling reached | {rate / ceiling:.0%} |")
     print(f"| single request, POST accepted -> Graph revoke call, p50 ({len(latencies)} runs) | {p50 * 1000:.0f} ms |")
     print(f"| single request, POST accepted -> Graph revoke call, p95 | {p95 * 1000:.0f} ms |")

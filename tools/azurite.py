@@ -7,6 +7,7 @@
 the data does not (in-memory persistence). Manual use:
 `python -m tools.azurite --blob-port 10000 --queue-port 10001 --table-port 10002`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,7 @@ _LISTENING = re.compile(r"Azurite (Blob|Queue|Table) service is successfully lis
 class Azurite:
     """One Azurite process; port 0 means "any free port", fixed after the first start."""
 
-    def __init__(self, blob_port: int = 0, queue_port: int = 0, table_port: int = 0,
-                 timeout: float = 20.0) -> None:
+    def __init__(self, blob_port: int = 0, queue_port: int = 0, table_port: int = 0, timeout: float = 20.0) -> None:
         self.ports = {"blob": blob_port, "queue": queue_port, "table": table_port}
         self.timeout = timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -49,10 +49,8 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        endpoints = ";".join(f"{s.capitalize()}Endpoint=http://{HOST}:{self.ports[s]}/{ACCOUNT}"
-                             for s in SERVICES)
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};"
-                f"AccountKey={ACCOUNT_KEY};{endpoints};")
+        endpoints = ";".join(f"{s.capitalize()}Endpoint=http://{HOST}:{self.ports[s]}/{ACCOUNT}" for s in SERVICES)
+        return f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};{endpoints};"
 
     @property
     def running(self) -> bool:
@@ -67,14 +65,18 @@ class Azurite:
             return self
         if not AZURITE.exists():
             raise RuntimeError(f"{AZURITE} not found: run make install")
-        args = [str(AZURITE), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck",
-                "--loose", "--silent"]
+        args = [str(AZURITE), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"]
         for service in SERVICES:
             args += [f"--{service}Host", HOST, f"--{service}Port", str(self.ports[service])]
         with self._log_path.open("wb") as log:  # a file, not a pipe: nobody has to drain it
-            self._proc = subprocess.Popen(args, cwd=self._workdir.name, stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)  # keep terminal signals ours
+            self._proc = subprocess.Popen(
+                args,
+                cwd=self._workdir.name,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # keep terminal signals ours
         try:
             self._wait_ready()
         except BaseException:
@@ -130,8 +132,7 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def start_azurite(blob_port: int = 0, queue_port: int = 0, table_port: int = 0,
-                  timeout: float = 20.0) -> Azurite:
+def start_azurite(blob_port: int = 0, queue_port: int = 0, table_port: int = 0, timeout: float = 20.0) -> Azurite:
     """Start Azurite and wait until its three services accept connections."""
     return Azurite(blob_port, queue_port, table_port, timeout).start()
 
@@ -147,8 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
     with start_azurite(args.blob_port, args.queue_port, args.table_port) as azurite:
-        print(f"azurite ready: blob={azurite.blob_port} queue={azurite.queue_port} "
-              f"table={azurite.table_port}", flush=True)
+        print(f"azurite ready: blob={azurite.blob_port} queue={azurite.queue_port} table={azurite.table_port}", flush=True)
         print(f"AzureWebJobsStorage={azurite.connection_string}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()

@@ -11,6 +11,7 @@ leaves a function out, as the host does. Prints `devhost ready on URL` once
 serving. One event loop runs everything, as in the Python worker: async functions are awaited on
 it, sync ones run in a thread pool.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,6 +63,7 @@ class StartupError(Exception):
 
 # --- configuration --------------------------------------------------------------------------
 
+
 def setting(section: Mapping[str, Any], key: str, default: Any = None) -> Any:
     """host.json keys are case-insensitive (it's .NET configuration)."""
     return next((v for k, v in section.items() if k.lower() == key.lower()), default)
@@ -78,10 +80,12 @@ def timespan(value: Any) -> float:
 
 def resolve(value: str, env: Mapping[str, str]) -> str:
     """Replace %NAME% with app settings; a missing one fails indexing, as in the host."""
+
     def lookup(m: re.Match[str]) -> str:
         if m[1] not in env:
             raise StartupError(f"app setting '{m[1]}' (used in '{value}') is not set")
         return env[m[1]]
+
     return re.sub(r"%([^%]+)%", lookup, value)
 
 
@@ -93,7 +97,8 @@ def check_environment(env: Mapping[str, str]) -> None:
             raise StartupError(
                 "IDENTITY_ENDPOINT and IDENTITY_HEADER must point at a local identity endpoint "
                 "(or set LOCAL_DEV_CREDENTIAL=1 to use developer credentials); otherwise "
-                "ManagedIdentityCredential would probe 169.254.169.254")
+                "ManagedIdentityCredential would probe 169.254.169.254"
+            )
         if not _is_loopback(urlsplit(endpoint).hostname or ""):
             raise StartupError(f"IDENTITY_ENDPOINT must be on this machine (loopback), got {endpoint}")
     if not env.get("AzureWebJobsStorage"):
@@ -110,6 +115,7 @@ def _is_loopback(host: str) -> bool:
 @dataclass(frozen=True)
 class QueueOptions:
     """host.json extensions.queues, with the Storage extension 5.x defaults."""
+
     batch_size: int = 16
     new_batch_threshold: int = 8
     max_polling_interval: float = 60.0
@@ -121,23 +127,32 @@ class QueueOptions:
     def from_host_json(cls, host: Mapping[str, Any]) -> QueueOptions:
         cfg = setting(setting(host, "extensions", {}), "queues", {})
         batch = int(setting(cfg, "batchSize", 16))
-        opts = cls(batch, int(setting(cfg, "newBatchThreshold", batch // 2)),
-                   timespan(setting(cfg, "maxPollingInterval", "00:01:00")),
-                   timespan(setting(cfg, "visibilityTimeout", "00:00:00")),
-                   int(setting(cfg, "maxDequeueCount", 5)),
-                   str(setting(cfg, "messageEncoding", "base64")).lower())
-        if not (1 <= opts.batch_size <= 32 and opts.new_batch_threshold >= 0
-                and opts.max_polling_interval >= MIN_POLL and opts.max_dequeue_count >= 1
-                and opts.message_encoding in ("base64", "none")):
+        opts = cls(
+            batch,
+            int(setting(cfg, "newBatchThreshold", batch // 2)),
+            timespan(setting(cfg, "maxPollingInterval", "00:01:00")),
+            timespan(setting(cfg, "visibilityTimeout", "00:00:00")),
+            int(setting(cfg, "maxDequeueCount", 5)),
+            str(setting(cfg, "messageEncoding", "base64")).lower(),
+        )
+        if not (
+            1 <= opts.batch_size <= 32
+            and opts.new_batch_threshold >= 0
+            and opts.max_polling_interval >= MIN_POLL
+            and opts.max_dequeue_count >= 1
+            and opts.message_encoding in ("base64", "none")
+        ):
             raise StartupError(f"invalid extensions.queues in host.json: {opts}")
         return opts
 
 
 # --- invoking a function --------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Context:
     """What the Python worker passes to a parameter named `context`."""
+
     invocation_id: str
     function_name: str
     function_directory: str
@@ -161,13 +176,18 @@ class Invoker:
         params = inspect.signature(self.user).parameters
         self.wants_context = "context" in params
         self.returns = any(b.name == "$return" for b in function.get_bindings())
-        extra = [f"{b.type} '{b.name}'" for b in function.get_bindings()
-                 if b is not self.trigger and not (b.type == "http" and b.name == "$return")]
+        extra = [
+            f"{b.type} '{b.name}'"
+            for b in function.get_bindings()
+            if b is not self.trigger and not (b.type == "http" and b.name == "$return")
+        ]
         unbound = set(params) - {self.trigger.name, "context"}
         if extra or unbound or self.trigger.name not in params:
-            raise StartupError(f"function '{self.name}': the devhost binds only the trigger "
-                               f"'{self.trigger.name}' (and the HTTP $return); found bindings "
-                               f"{extra} and parameters {sorted(params)}")
+            raise StartupError(
+                f"function '{self.name}': the devhost binds only the trigger "
+                f"'{self.trigger.name}' (and the HTTP $return); found bindings "
+                f"{extra} and parameters {sorted(params)}"
+            )
 
     async def __call__(self, arg: Any, reason: str, convert: Callable[[Any], Any] = lambda r: r) -> Any:
         invocation_id = str(uuid.uuid4())
@@ -185,23 +205,35 @@ class Invoker:
             if result is not None and not self.returns:  # the worker fails such invocations
                 raise TypeError(f"function '{self.name}' without a $return binding returned a value")  # noqa: TRY301 - logged below like any failure
         except Exception:
-            log.exception("Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)", self.name,
-                          invocation_id, (time.perf_counter() - start) * 1000)
+            log.exception(
+                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%dms)",
+                self.name,
+                invocation_id,
+                (time.perf_counter() - start) * 1000,
+            )
             raise
-        log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", self.name,
-                 invocation_id, (time.perf_counter() - start) * 1000)
+        log.info(
+            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)",
+            self.name,
+            invocation_id,
+            (time.perf_counter() - start) * 1000,
+        )
         return result
 
 
 # --- HTTP trigger -----------------------------------------------------------------------------
 
-CONSTRAINTS = {"int": r"-?\d+", "alpha": r"[a-z]+",
-               "guid": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}"}
+CONSTRAINTS = {
+    "int": r"-?\d+",
+    "alpha": r"[a-z]+",
+    "guid": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}",
+}
 
 
 @dataclass
 class Route:
     """One HTTP function's route template compiled ASP.NET-style (literals case-insensitive)."""
+
     invoker: Invoker
     pattern: re.Pattern[str]
     names: list[str]
@@ -224,7 +256,7 @@ class Route:
                 name, *constraints = spec.rstrip("?").split(":")
                 known = [CONSTRAINTS[c.lower()] for c in constraints if c.lower() in CONSTRAINTS]
                 pattern = ".*" if catch_all else f"(?:{known[0]})" if known else "[^/]+?"
-                parts += re.escape(segment[pos:m.start()]) + f"(?P<p{len(names)}>{pattern})"
+                parts += re.escape(segment[pos : m.start()]) + f"(?P<p{len(names)}>{pattern})"
                 names.append(name)
                 if has_default:
                     defaults[name] = default
@@ -236,8 +268,15 @@ class Route:
             if i >= len(segments):
                 precedence.append(kind)
         allowed = frozenset(str(m).upper() for m in methods) if methods else None
-        return cls(invoker, re.compile(f"(?i){regex}/?"), names, defaults, tuple(precedence),
-                   allowed, str(auth or "function").lower() == "anonymous")
+        return cls(
+            invoker,
+            re.compile(f"(?i){regex}/?"),
+            names,
+            defaults,
+            tuple(precedence),
+            allowed,
+            str(auth or "function").lower() == "anonymous",
+        )
 
     def match(self, path: str) -> dict[str, str] | None:
         m = self.pattern.fullmatch(path)
@@ -252,13 +291,11 @@ def to_http_response(result: Any) -> web.Response:
     if isinstance(result, str):
         return web.Response(text=result)
     if not isinstance(result, func.HttpResponse):
-        raise TypeError(f"unable to encode outgoing TypedData: unsupported type for Python type "
-                        f"{type(result).__name__!r}")
+        raise TypeError(f"unable to encode outgoing TypedData: unsupported type for Python type {type(result).__name__!r}")
     headers = [(k, v) for k, v in result.headers.items() if k.lower() != "content-length"]
     if not any(k.lower() == "content-type" for k, _ in headers):
         mimetype = result.mimetype
-        headers.append(("Content-Type", f"{mimetype}; charset={result.charset}"
-                        if mimetype.startswith("text/") else mimetype))
+        headers.append(("Content-Type", f"{mimetype}; charset={result.charset}" if mimetype.startswith("text/") else mimetype))
     return web.Response(status=result.status_code, headers=headers, body=result.get_body())
 
 
@@ -268,6 +305,7 @@ def _joined(values: Any) -> dict[str, str]:
 
 
 # --- queue trigger ------------------------------------------------------------------------------
+
 
 class Backoff:
     """The Storage extension's RandomizedExponentialBackoffStrategy for empty polls."""
@@ -301,16 +339,26 @@ async def _wait(event: asyncio.Event, seconds: float) -> bool:
 class QueueListener:
     """One queue-triggered function: the Storage extension's QueueListener and QueueProcessor."""
 
-    def __init__(self, invoker: Invoker, queue_name: str, connection_string: str,
-                 options: QueueOptions, lease: int, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        invoker: Invoker,
+        queue_name: str,
+        connection_string: str,
+        options: QueueOptions,
+        lease: int,
+        stopping: asyncio.Event,
+    ) -> None:
         if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", queue_name):
             raise StartupError(f"function '{invoker.name}': invalid queue name '{queue_name}'")
         self.invoker, self.options, self.lease, self.stopping = invoker, options, lease, stopping
         self.queue = QueueClient.from_connection_string(connection_string, queue_name, **STORAGE_RETRY)
         poison_name = f"{queue_name}-poison"
         # As the host: no poison queue for a poison queue, or when the name would be too long.
-        self.poison = (None if queue_name.endswith("-poison") or len(poison_name) > 63
-                       else QueueClient.from_connection_string(connection_string, poison_name, **STORAGE_RETRY))
+        self.poison = (
+            None
+            if queue_name.endswith("-poison") or len(poison_name) > 63
+            else QueueClient.from_connection_string(connection_string, poison_name, **STORAGE_RETRY)
+        )
         self.in_flight: set[asyncio.Task[None]] = set()
 
     async def ensure_queue(self) -> None:
@@ -326,9 +374,14 @@ class QueueListener:
         backoff, found_since_delay = Backoff(MIN_POLL, self.options.max_polling_interval), False
         while not self.stopping.is_set():
             try:
-                batch = [m async for m in self.queue.receive_messages(
-                    messages_per_page=self.options.batch_size, max_messages=self.options.batch_size,
-                    visibility_timeout=self.lease)]
+                batch = [
+                    m
+                    async for m in self.queue.receive_messages(
+                        messages_per_page=self.options.batch_size,
+                        max_messages=self.options.batch_size,
+                        visibility_timeout=self.lease,
+                    )
+                ]
             except ResourceNotFoundError:
                 await self.ensure_queue()
                 batch = []
@@ -357,15 +410,20 @@ class QueueListener:
             return await self.to_poison(message, message.pop_receipt)
         body = self.decode(message.content)
         if body is None:
-            log.warning("Message %s on '%s' is not valid base64 (messageEncoding is base64)",
-                        message.id, self.queue.queue_name)
+            log.warning("Message %s on '%s' is not valid base64 (messageEncoding is base64)", message.id, self.queue.queue_name)
             return await self.to_poison(message, message.pop_receipt)
         receipt = [message.pop_receipt]  # renewals change it; the final delete/update needs the latest
         done = asyncio.Event()
         renewer = asyncio.create_task(self.renew(message.id, receipt, done))
-        arg = QueueMessage(id=message.id, body=body, dequeue_count=message.dequeue_count,
-                           insertion_time=message.inserted_on, expiration_time=message.expires_on,
-                           time_next_visible=message.next_visible_on, pop_receipt=message.pop_receipt)
+        arg = QueueMessage(
+            id=message.id,
+            body=body,
+            dequeue_count=message.dequeue_count,
+            insertion_time=message.inserted_on,
+            expiration_time=message.expires_on,
+            time_next_visible=message.next_visible_on,
+            pop_receipt=message.pop_receipt,
+        )
         try:
             await self.invoker(arg, f"New queue message detected on '{self.queue.queue_name}'.")
             succeeded = True
@@ -380,8 +438,7 @@ class QueueListener:
             elif self.poison is None:
                 pass  # as the host: stay invisible until the lease ends, no fast retry loop
             elif message.dequeue_count < self.options.max_dequeue_count:
-                await self.queue.update_message(message.id, receipt[0],
-                                                visibility_timeout=int(self.options.visibility_timeout))
+                await self.queue.update_message(message.id, receipt[0], visibility_timeout=int(self.options.visibility_timeout))
             else:
                 await self.to_poison(message, receipt[0])
         except AzureError as e:  # e.g. pop receipt mismatch: someone else owns the message now
@@ -399,8 +456,7 @@ class QueueListener:
         """Keep the message invisible while the function runs, renewing at half the lease."""
         while not await _wait(done, self.lease / 2):
             try:
-                updated = await self.queue.update_message(message_id, receipt[0],
-                                                          visibility_timeout=self.lease)
+                updated = await self.queue.update_message(message_id, receipt[0], visibility_timeout=self.lease)
                 receipt[0] = updated.pop_receipt
             except AzureError as e:
                 log.warning("Renewing the lease of message %s failed: %s", message_id, e)
@@ -408,8 +464,11 @@ class QueueListener:
     async def to_poison(self, message: StorageMessage, receipt: str) -> None:
         if self.poison is None:
             return
-        log.warning("Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
-                    self.options.max_dequeue_count, self.poison.queue_name)
+        log.warning(
+            "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
+            self.options.max_dequeue_count,
+            self.poison.queue_name,
+        )
         try:
             with contextlib.suppress(ResourceExistsError):
                 await self.poison.create_queue()
@@ -427,11 +486,13 @@ class QueueListener:
 # --- timer trigger ------------------------------------------------------------------------------
 
 _CRON_NAMES = {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])} | {
-    n: i + 1 for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
+    n: i + 1 for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+}
 
 
 class Cron:
     """NCRONTAB with seconds, 'sec min hour day month day-of-week', evaluated in UTC."""
+
     RANGES = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
 
     def __init__(self, expression: str) -> None:
@@ -449,6 +510,7 @@ class Cron:
     def _parse(field: str, lo: int, hi: int) -> frozenset[int]:
         def number(text: str) -> int:
             return _CRON_NAMES[text.lower()] if text.isalpha() else int(text)
+
         values: set[int] = set()
         for part in field.split(","):
             span, _, step = part.partition("/")
@@ -485,6 +547,7 @@ class Cron:
 
 # --- the host -----------------------------------------------------------------------------------
 
+
 class DevHost:
     def __init__(self, app: func.FunctionApp, host_json: Mapping[str, Any], env: Mapping[str, str]) -> None:
         self.stopping = asyncio.Event()
@@ -506,18 +569,25 @@ class DevHost:
                 log.info("Function '%s' is disabled (AzureWebJobs.%s.Disabled)", invoker.name, invoker.name)
                 continue
             if trigger.type == "httpTrigger":
-                self.routes.append(Route.build(invoker, prefix, trigger.route, trigger.methods,
-                                               trigger.auth_level))
+                self.routes.append(Route.build(invoker, prefix, trigger.route, trigger.methods, trigger.auth_level))
             elif trigger.type == "queueTrigger":
-                self.listeners.append(QueueListener(
-                    invoker, resolve(trigger.queue_name, env),
-                    _connection_string(trigger.connection, env), options, lease, self.stopping))
+                self.listeners.append(
+                    QueueListener(
+                        invoker,
+                        resolve(trigger.queue_name, env),
+                        _connection_string(trigger.connection, env),
+                        options,
+                        lease,
+                        self.stopping,
+                    )
+                )
             elif trigger.type == "timerTrigger":
-                self.timers.append((invoker, Cron(resolve(trigger.schedule, env)),
-                                    bool(trigger.run_on_startup)))
+                self.timers.append((invoker, Cron(resolve(trigger.schedule, env)), bool(trigger.run_on_startup)))
             else:
-                raise StartupError(f"function '{invoker.name}': {trigger.type} is not supported "
-                                   "by the devhost (http, queue and timer triggers are)")
+                raise StartupError(
+                    f"function '{invoker.name}': {trigger.type} is not supported "
+                    "by the devhost (http, queue and timer triggers are)"
+                )
         self.routes.sort(key=lambda r: r.precedence)  # stable: declaration order breaks ties
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -532,8 +602,14 @@ class DevHost:
         if not route.anonymous and self.function_key and not self._has_key(request):
             return web.Response(status=401)
         body = await request.read()  # aiohttp answers 413 past client_max_size
-        req = func.HttpRequest(request.method, str(request.url), headers=_joined(request.headers),
-                               params=_joined(request.query), route_params=params, body=body)
+        req = func.HttpRequest(
+            request.method,
+            str(request.url),
+            headers=_joined(request.headers),
+            params=_joined(request.query),
+            route_params=params,
+            body=body,
+        )
         try:
             return await route.invoker(req, HTTP_REASON, to_http_response)
         except Exception:  # logged by the invoker; the caller learns nothing, as in Azure
@@ -587,8 +663,10 @@ def _connection_string(name: str | None, env: Mapping[str, str]) -> str:
     name = name or "AzureWebJobsStorage"
     value = env.get(name) or env.get(f"AzureWebJobs{name}")
     if not value:
-        raise StartupError(f"connection setting '{name}' is not set (the devhost needs a "
-                           "connection string; identity-based connections are not supported)")
+        raise StartupError(
+            f"connection setting '{name}' is not set (the devhost needs a "
+            "connection string; identity-based connections are not supported)"
+        )
     return value
 
 
@@ -618,8 +696,11 @@ def main(argv: list[str] | None = None) -> int:
     # DEVHOST_LOG_LEVEL=DEBUG logs as the Python worker does: root at DEBUG, no logger quieted
     # but by the app itself (host.json's filters apply after that, in the host).
     level = logging.getLevelNamesMapping().get(os.environ.get("DEVHOST_LOG_LEVEL", "").strip().upper())
-    logging.basicConfig(level=logging.INFO if level is None else level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if level is None else level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if level is None:
         logging.getLogger("azure").setLevel(logging.WARNING)  # per-request SDK logs drown the app's
     sys.path.insert(0, str(Path.cwd()))  # the app is imported from its root, as the worker does

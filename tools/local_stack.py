@@ -26,8 +26,18 @@ from tools.azurite import Azurite
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 # Anything that could point azure-identity somewhere other than the local endpoint.
-_SCRUBBED = ("MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "IDENTITY_SERVER_THUMBPRINT", "AZURE_CLIENT_SECRET",
-             "AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME", "AZURE_PASSWORD", "LOCAL_DEV_CREDENTIAL")
+_SCRUBBED = (
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "IMDS_ENDPOINT",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "LOCAL_DEV_CREDENTIAL",
+)
 
 
 def free_port() -> int:
@@ -36,7 +46,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_announced(port: int, process: subprocess.Popen[bytes], name: str, log_path: Path, offset: int = 0, timeout: float = 120) -> None:
+def wait_until_announced(
+    port: int, process: subprocess.Popen[bytes], name: str, log_path: Path, offset: int = 0, timeout: float = 120
+) -> None:
     """Wait for the service's own "listening on / ready on http://127.0.0.1:PORT" line: a port
     that merely accepts connections may belong to another process (ports race under xdist)."""
     announcement = f"http://{HOST}:{port}"
@@ -85,8 +97,14 @@ class Service:
 
 
 class LocalStack:
-    def __init__(self, port: int | None = None, settings: dict[str, str] | None = None, log_dir: Path | None = None,
-                 sim_env: dict[str, str] | None = None, identity_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        settings: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        sim_env: dict[str, str] | None = None,
+        identity_env: dict[str, str] | None = None,
+    ) -> None:
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="signout-stack-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.azurite = Azurite()
@@ -96,11 +114,20 @@ class LocalStack:
         base = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AzureWebJobs")}
         base["PYTHONUNBUFFERED"] = "1"
         py = sys.executable
-        self.identity = Service("identity", [py, "-m", "tools.identity_endpoint", "--port", str(self.identity_port)],
-                                {**base, "IDENTITY_HEADER": self.identity_header, "LOCAL_TOKEN_SIGNING_KEY": signing_key, **(identity_env or {})},
-                                self.identity_port, self.log_dir)
-        self.graph = Service("graph_sim", [py, "-m", "tools.graph_sim", "--port", str(self.sim_port)],
-                             {**base, "LOCAL_TOKEN_SIGNING_KEY": signing_key, **(sim_env or {})}, self.sim_port, self.log_dir)
+        self.identity = Service(
+            "identity",
+            [py, "-m", "tools.identity_endpoint", "--port", str(self.identity_port)],
+            {**base, "IDENTITY_HEADER": self.identity_header, "LOCAL_TOKEN_SIGNING_KEY": signing_key, **(identity_env or {})},
+            self.identity_port,
+            self.log_dir,
+        )
+        self.graph = Service(
+            "graph_sim",
+            [py, "-m", "tools.graph_sim", "--port", str(self.sim_port)],
+            {**base, "LOCAL_TOKEN_SIGNING_KEY": signing_key, **(sim_env or {})},
+            self.sim_port,
+            self.log_dir,
+        )
         self.app_settings = {
             "GRAPH_ENDPOINT": self.sim_url,
             "IDENTITY_ENDPOINT": f"{self.identity_url}/msi/token",
@@ -134,8 +161,9 @@ class LocalStack:
         self.real_tenant = True
         for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
             self.app_settings.pop(name, None)
-        self.app_settings.update({"LOCAL_DEV_CREDENTIAL": credential, "GRAPH_ENDPOINT": graph_endpoint,
-                                  "PROTECTED_USERS": protected_users})
+        self.app_settings.update(
+            {"LOCAL_DEV_CREDENTIAL": credential, "GRAPH_ENDPOINT": graph_endpoint, "PROTECTED_USERS": protected_users}
+        )
 
     def start(self) -> LocalStack:
         self.azurite.start()
@@ -147,7 +175,9 @@ class LocalStack:
 
     def start_devhost(self) -> None:
         env = {**self._base_env, "AzureWebJobsStorage": self.azurite.connection_string, **self.app_settings}
-        self.devhost = Service("devhost", [sys.executable, "-m", "tools.devhost", "--port", str(self.port)], env, self.port, self.log_dir)
+        self.devhost = Service(
+            "devhost", [sys.executable, "-m", "tools.devhost", "--port", str(self.port)], env, self.port, self.log_dir
+        )
         self.devhost.start()
 
     def stop(self) -> None:
@@ -205,9 +235,13 @@ def check_real_tenant(env: Mapping[str, str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=7071)
-    parser.add_argument("--real-tenant", metavar="CREDENTIAL", choices=["azure_cli", "azd"],
-                        help="use real Microsoft Graph with this developer credential instead of the simulator "
-                             "(needs PROTECTED_USERS: the tenant's break-glass accounts)")
+    parser.add_argument(
+        "--real-tenant",
+        metavar="CREDENTIAL",
+        choices=["azure_cli", "azd"],
+        help="use real Microsoft Graph with this developer credential instead of the simulator "
+        "(needs PROTECTED_USERS: the tenant's break-glass accounts)",
+    )
     args = parser.parse_args(argv)
     protected = check_real_tenant(os.environ) if args.real_tenant else ""
     stack = LocalStack(port=args.port, log_dir=ROOT / ".run")
@@ -230,10 +264,22 @@ def example(stack: LocalStack) -> str:
     ports = {"url": stack.base_url, "queue_port": stack.azurite.queue_port, "table_port": stack.azurite.table_port}
     if stack.real_tenant:
         warning = REAL_TENANT_WARNING.format(count=len(load_settings(stack.app_settings).protected_users))
-        return EXAMPLE.format(**ports, graph=stack.app_settings["GRAPH_ENDPOINT"], logs=stack.log_dir, warning=warning,
-                              who="a user", user="<UPN or object id>")
-    return EXAMPLE.format(**ports, graph=f"simulator {stack.sim_url}", logs=stack.log_dir, warning="",
-                          who="the demo user", user="adele.vance@contoso.com")
+        return EXAMPLE.format(
+            **ports,
+            graph=stack.app_settings["GRAPH_ENDPOINT"],
+            logs=stack.log_dir,
+            warning=warning,
+            who="a user",
+            user="<UPN or object id>",
+        )
+    return EXAMPLE.format(
+        **ports,
+        graph=f"simulator {stack.sim_url}",
+        logs=stack.log_dir,
+        warning="",
+        who="the demo user",
+        user="adele.vance@contoso.com",
+    )
 
 
 if __name__ == "__main__":

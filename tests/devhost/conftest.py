@@ -1,5 +1,6 @@
 """Fixtures: one Azurite per test session (per xdist worker) and devhost subprocesses running
 tests/devhost/sample_app.py, each with its own queues so tests stay independent."""
+
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,7 @@ if str(ROOT) not in sys.path:  # so `tools` imports however pytest was started
 from tests.integration.helpers import PIPELINE_TIMEOUT  # noqa: E402 - after the sys.path fix above
 from tools.azurite import Azurite, start_azurite  # noqa: E402
 
-FAST_QUEUES = {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01",
-               "maxDequeueCount": 3}
+FAST_QUEUES = {"maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01", "maxDequeueCount": 3}
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +44,24 @@ class DevHost:
         self.url = ""
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "tools.devhost", "--app", "tests.devhost.sample_app:app",
-                "--port", "0", "--host-json", str(self.host_json)]
+        return [
+            sys.executable,
+            "-m",
+            "tools.devhost",
+            "--app",
+            "tests.devhost.sample_app:app",
+            "--port",
+            "0",
+            "--host-json",
+            str(self.host_json),
+        ]
 
     def start(self, timeout: float = PIPELINE_TIMEOUT) -> DevHost:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # restarts append
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env,
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.command(), cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             output = self.log_path.read_bytes()[offset:].decode(errors="replace")
@@ -116,11 +126,19 @@ class Sample:
         results_name = f"results-{uuid.uuid4().hex[:12]}"
         conn = azurite.connection_string
         self.env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_DEV_CREDENTIAL", "DEVHOST_FUNCTION_KEY")}
-        self.env.update({
-            "AzureWebJobsStorage": conn, "IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token",
-            "IDENTITY_HEADER": "test", "DEVHOST_MESSAGE_LEASE_SECONDS": "2",
-            "SAMPLE_QUEUE": self.queue_name, "SAMPLE_RESULTS": results_name,
-            "SAMPLE_SCHEDULE": "0 0 0 1 1 *", "PYTHONUNBUFFERED": "1", **env})
+        self.env.update(
+            {
+                "AzureWebJobsStorage": conn,
+                "IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token",
+                "IDENTITY_HEADER": "test",
+                "DEVHOST_MESSAGE_LEASE_SECONDS": "2",
+                "SAMPLE_QUEUE": self.queue_name,
+                "SAMPLE_RESULTS": results_name,
+                "SAMPLE_SCHEDULE": "0 0 0 1 1 *",
+                "PYTHONUNBUFFERED": "1",
+                **env,
+            }
+        )
         self.encoding = queues.get("messageEncoding", "base64")
         host_json = tmp / f"host-{self.queue_name}.json"
         host_json.write_text(json.dumps({"version": "2.0", "extensions": {"queues": queues}}))
@@ -142,8 +160,7 @@ def sample(azurite: Azurite, tmp_path: Path) -> Iterator[Callable[..., Sample]]:
     """Factory: sample(queues={host.json extensions.queues}, env={...}) -> started Sample."""
     started: list[Sample] = []
 
-    def make(queues: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-             start: bool = True) -> Sample:
+    def make(queues: dict[str, Any] | None = None, env: dict[str, str] | None = None, start: bool = True) -> Sample:
         s = Sample(azurite, tmp_path, {**FAST_QUEUES, **(queues or {})}, env or {})
         started.append(s)
         if start:

@@ -3,6 +3,7 @@
 Queue and timer functions report each invocation to the queue named by SAMPLE_RESULTS, so tests
 can observe them from outside the devhost process.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,16 +24,28 @@ _results: QueueClient | None = None  # created once per process, inside the loop
 async def record(kind: str, **fields: object) -> None:
     global _results  # noqa: PLW0603 - one client per worker process
     if _results is None:
-        _results = QueueClient.from_connection_string(os.environ["AzureWebJobsStorage"],  # noqa: SIM112 - the host's name
-                                                      os.environ["SAMPLE_RESULTS"])
+        _results = QueueClient.from_connection_string(
+            os.environ["AzureWebJobsStorage"],  # noqa: SIM112 - the host's name
+            os.environ["SAMPLE_RESULTS"],
+        )
     await _results.send_message(json.dumps({"kind": kind, "at": time.time(), **fields}))
 
 
 def echo(req: func.HttpRequest, function: str) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps({
-        "function": function, "method": req.method, "url": req.url, "route": dict(req.route_params),
-        "params": dict(req.params), "body": req.get_body().decode(),
-        "header": req.headers.get("x-sample")}), mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps(
+            {
+                "function": function,
+                "method": req.method,
+                "url": req.url,
+                "route": dict(req.route_params),
+                "params": dict(req.params),
+                "body": req.get_body().decode(),
+                "header": req.headers.get("x-sample"),
+            }
+        ),
+        mimetype="application/json",
+    )
 
 
 @app.route(route="items/{id:int}/{name?}", methods=["GET"], auth_level=ANONYMOUS)
@@ -83,14 +96,12 @@ def nothing(req: func.HttpRequest) -> None:
 
 @app.route(route="created", methods=["POST"], auth_level=ANONYMOUS)
 def created(req: func.HttpRequest) -> func.HttpResponse:
-    return func.HttpResponse("made", status_code=201,
-                             headers={"X-Sample": "yes", "Set-Cookie": "a=1"})
+    return func.HttpResponse("made", status_code=201, headers={"X-Sample": "yes", "Set-Cookie": "a=1"})
 
 
 @bp.route(route="bp/hello", auth_level=ANONYMOUS)
 async def bp_hello(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps({"function": context.function_name,
-                                         "invocation_id": context.invocation_id}))
+    return func.HttpResponse(json.dumps({"function": context.function_name, "invocation_id": context.invocation_id}))
 
 
 app.register_functions(bp)
@@ -111,14 +122,16 @@ async def work(msg: func.QueueMessage) -> None:
 
 @app.queue_trigger(arg_name="msg", queue_name="%SAMPLE_QUEUE%-poison", connection="AzureWebJobsStorage")
 def poison(msg: func.QueueMessage) -> None:  # sync on purpose: runs in the thread pool
-    results = SyncQueueClient.from_connection_string(os.environ["AzureWebJobsStorage"],  # noqa: SIM112
-                                                     os.environ["SAMPLE_RESULTS"])
+    results = SyncQueueClient.from_connection_string(
+        os.environ["AzureWebJobsStorage"],  # noqa: SIM112
+        os.environ["SAMPLE_RESULTS"],
+    )
     with results:
-        results.send_message(json.dumps({"kind": "poison", "body": msg.get_body().decode(),
-                                         "dequeue_count": msg.dequeue_count}))
+        results.send_message(json.dumps({"kind": "poison", "body": msg.get_body().decode(), "dequeue_count": msg.dequeue_count}))
 
 
-@app.timer_trigger(arg_name="timer", schedule="%SAMPLE_SCHEDULE%",
-                   run_on_startup=os.environ.get("SAMPLE_TIMER_ON_STARTUP") == "1")
+@app.timer_trigger(
+    arg_name="timer", schedule="%SAMPLE_SCHEDULE%", run_on_startup=os.environ.get("SAMPLE_TIMER_ON_STARTUP") == "1"
+)
 async def tick(timer: func.TimerRequest) -> None:
     await record("timer", past_due=timer.past_due)

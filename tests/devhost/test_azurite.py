@@ -1,4 +1,5 @@
 """tools/azurite.py, and the devhost riding out a storage outage."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,7 @@ def test_outage_and_restart_on_the_same_ports(azurite: Azurite, sample) -> None:
     try:
         azurite.kill()  # storage outage while the devhost polls
         with pytest.raises(ServiceRequestError):
-            QueueServiceClient.from_connection_string(
-                azurite.connection_string, retry_total=0).get_service_properties()
+            QueueServiceClient.from_connection_string(azurite.connection_string, retry_total=0).get_service_properties()
     finally:
         azurite.start()  # later tests on this worker share this emulator
     assert (azurite.blob_port, azurite.queue_port, azurite.table_port) == ports

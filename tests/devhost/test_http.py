@@ -1,4 +1,5 @@
 """HTTP triggers served by the devhost: routing, params, methods, errors and function keys."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Queue and timer triggers in the devhost, against Azurite: the Storage extension's semantics."""
+
 from __future__ import annotations
 
 import base64
@@ -18,9 +19,11 @@ def queue_length(client) -> int:
 
 def kinds(*wanted: str):
     """Predicate: every (kind, body, dequeue_count) in `wanted` has been reported."""
+
     def seen(results):
         got = {f"{r['kind']}:{r.get('body')}:{r.get('dequeue_count')}" for r in results}
         return set(wanted) <= got
+
     return seen
 
 

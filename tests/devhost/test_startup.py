@@ -1,4 +1,5 @@
 """The devhost refuses configurations the real host would, or that would reach real Azure."""
+
 from __future__ import annotations
 
 import subprocess
@@ -14,18 +15,20 @@ def refusal(s: Sample, **env: str | None) -> str:
             s.env.pop(name, None)
         else:
             s.env[name] = value
-    done = subprocess.run(s.host.command(), check=False, cwd=ROOT,
-                          env=s.env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(s.host.command(), check=False, cwd=ROOT, env=s.env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "devhost ready" not in done.stdout
     return done.stderr
 
 
 # End to end only what matters most; test_units.py covers the remaining checks in-process.
-@pytest.mark.parametrize(("env", "message"), [
-    ({"IDENTITY_ENDPOINT": None}, "IDENTITY_ENDPOINT and IDENTITY_HEADER"),
-    ({"IDENTITY_ENDPOINT": "http://169.254.169.254/metadata"}, "must be on this machine"),
-    ({"SAMPLE_QUEUE": None}, "app setting 'SAMPLE_QUEUE'"),  # as indexing fails in Azure
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"IDENTITY_ENDPOINT": None}, "IDENTITY_ENDPOINT and IDENTITY_HEADER"),
+        ({"IDENTITY_ENDPOINT": "http://169.254.169.254/metadata"}, "must be on this machine"),
+        ({"SAMPLE_QUEUE": None}, "app setting 'SAMPLE_QUEUE'"),  # as indexing fails in Azure
+    ],
+)
 def test_refuses_to_start(sample, env: dict, message: str) -> None:
     assert message in refusal(sample(start=False), **env)
 

@@ -1,4 +1,5 @@
 """The devhost's pure parts: host.json parsing, route templates, NCRONTAB, polling backoff."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -31,15 +32,18 @@ def test_resolve_app_settings() -> None:
         resolve("%Q%", {})
 
 
-@pytest.mark.parametrize(("env", "ok"), [
-    ({"IDENTITY_ENDPOINT": "http://127.0.0.1:8081/msi/token", "IDENTITY_HEADER": "x"}, True),
-    ({"IDENTITY_ENDPOINT": "http://localhost:8081/token", "IDENTITY_HEADER": "x"}, True),
-    ({"IDENTITY_ENDPOINT": "http://[::1]:8081/token", "IDENTITY_HEADER": "x"}, True),
-    ({"IDENTITY_ENDPOINT": "http://10.0.0.1/token", "IDENTITY_HEADER": "x"}, False),
-    ({"IDENTITY_ENDPOINT": "http://127.0.0.1:8081/token"}, False),
-    ({"LOCAL_DEV_CREDENTIAL": "1"}, True),
-    ({}, False),
-])
+@pytest.mark.parametrize(
+    ("env", "ok"),
+    [
+        ({"IDENTITY_ENDPOINT": "http://127.0.0.1:8081/msi/token", "IDENTITY_HEADER": "x"}, True),
+        ({"IDENTITY_ENDPOINT": "http://localhost:8081/token", "IDENTITY_HEADER": "x"}, True),
+        ({"IDENTITY_ENDPOINT": "http://[::1]:8081/token", "IDENTITY_HEADER": "x"}, True),
+        ({"IDENTITY_ENDPOINT": "http://10.0.0.1/token", "IDENTITY_HEADER": "x"}, False),
+        ({"IDENTITY_ENDPOINT": "http://127.0.0.1:8081/token"}, False),
+        ({"LOCAL_DEV_CREDENTIAL": "1"}, True),
+        ({}, False),
+    ],
+)
 def test_check_environment(env: dict[str, str], ok: bool) -> None:
     env = {**env, "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
     if ok:
@@ -78,14 +82,17 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("expr", "after", "expected"), [
-    ("*/5 * * * * *", "2024-01-01T00:00:03", "2024-01-01T00:00:05"),
-    ("0 */5 * * * *", "2024-01-01T00:04:59", "2024-01-01T00:05:00"),
-    ("0 30 9 * * 1-5", "2024-01-05T10:00:00", "2024-01-08T09:30:00"),  # Friday -> Monday
-    ("0 0 0 29 2 *", "2024-03-01T00:00:00", "2028-02-29T00:00:00"),
-    ("0 0 12 1 jan,jul *", "2024-02-01T00:00:00", "2024-07-01T12:00:00"),
-    ("10,20 0 0 * * sun", "2024-01-07T00:00:10", "2024-01-07T00:00:20"),
-])
+@pytest.mark.parametrize(
+    ("expr", "after", "expected"),
+    [
+        ("*/5 * * * * *", "2024-01-01T00:00:03", "2024-01-01T00:00:05"),
+        ("0 */5 * * * *", "2024-01-01T00:04:59", "2024-01-01T00:05:00"),
+        ("0 30 9 * * 1-5", "2024-01-05T10:00:00", "2024-01-08T09:30:00"),  # Friday -> Monday
+        ("0 0 0 29 2 *", "2024-03-01T00:00:00", "2028-02-29T00:00:00"),
+        ("0 0 12 1 jan,jul *", "2024-02-01T00:00:00", "2024-07-01T12:00:00"),
+        ("10,20 0 0 * * sun", "2024-01-07T00:00:10", "2024-01-07T00:00:20"),
+    ],
+)
 def test_cron_next(expr: str, after: str, expected: str) -> None:
     assert Cron(expr).next_after(at(after)) == at(expected)
 

@@ -67,11 +67,11 @@ def running_stack() -> Iterator[tuple[LocalStack, httpx.Client, GraphLog]]:
         LocalStack(settings=settings) as stack,
         httpx.Client(base_url=stack.base_url, headers={"x-functions-key": FUNCTION_KEY}, timeout=REQUEST_TIMEOUT) as client,
     ):
-            graph_log = GraphLog(stack.sim_url)
-            try:
-                yield stack, client, graph_log
-            finally:
-                graph_log.http.close()
+        graph_log = GraphLog(stack.sim_url)
+        try:
+            yield stack, client, graph_log
+        finally:
+            graph_log.http.close()
 
 
 class GraphLog:

@@ -31,9 +31,26 @@ UPN_LOCAL_CHARS = string.ascii_letters + string.digits + "'._!#^~+-"
 # What an attacker would put in a Graph path, a query or a header, plus whitespace and non-ASCII.
 HOSTILE_CHARS = "/\\?#%&=:;,()[]{}<>|*$@\"'` \t\r\n\x00\x0b\x7f.~+éİ\u2028\ufeff"
 HOSTILE_FRAGMENTS = [
-    "../", "..", "%2F", "%2f", "%252F", "%00", "?$select=passwordProfile", "$filter=", "' or 1 eq 1", "')",
-    "users('x')", "/revokeSignInSessions", "#/", "\r\nHost: evil", "\\", "/me", "@", "#EXT#", "%40",
-]  # fmt: skip
+    "../",
+    "..",
+    "%2F",
+    "%2f",
+    "%252F",
+    "%00",
+    "?$select=passwordProfile",
+    "$filter=",
+    "' or 1 eq 1",
+    "')",
+    "users('x')",
+    "/revokeSignInSessions",
+    "#/",
+    "\r\nHost: evil",
+    "\\",
+    "/me",
+    "@",
+    "#EXT#",
+    "%40",
+]
 
 label = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True)
 domain = st.lists(label, min_size=2, max_size=4).map(".".join)
@@ -77,10 +94,23 @@ identifier_text = st.one_of(
 # Scalars stay cheap to draw (recursive strategies multiply their cost); identifiers come from a
 # fixed sample here, and from identifier_text wherever a field is meant to hold one.
 SAMPLE_STRINGS = [
-    "adele.vance@contoso.com", "alex_fabrikam.com#EXT#@contoso.onmicrosoft.com", "6F3E2B1A-0C4D-4E5F-8A9B-1C2D3E4F5A6B",
-    "breakglass@contoso.com", "../me", "a@contoso.com?$select=x", "' or 1 eq 1", "a@b.com\r\nX: y", "", " ", "x" * 1025,
-    "x" * 129, "https://prod-01.westus.logic.azure.com/workflows/x", "http://169.254.169.254/", "\ud800", "\x00",
-]  # fmt: skip
+    "adele.vance@contoso.com",
+    "alex_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+    "6F3E2B1A-0C4D-4E5F-8A9B-1C2D3E4F5A6B",
+    "breakglass@contoso.com",
+    "../me",
+    "a@contoso.com?$select=x",
+    "' or 1 eq 1",
+    "a@b.com\r\nX: y",
+    "",
+    " ",
+    "x" * 1025,
+    "x" * 129,
+    "https://prod-01.westus.logic.azure.com/workflows/x",
+    "http://169.254.169.254/",
+    "\ud800",
+    "\x00",
+]
 json_scalars = (
     st.none()
     | st.booleans()

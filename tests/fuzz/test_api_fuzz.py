@@ -98,9 +98,20 @@ ODATA = ["' or 1 eq 1", "') or ('1' eq '1", "$filter=userType eq 'Guest'", "&$ex
 # (Whitespace around an identifier, CR and LF included, is trimmed, not refused: parse_user strips it.)
 CONTROL = ["\r\nX-Injected: 1", "\nb@contoso.com", "\x00", "\x1b[2J", "x\u2028y"]
 ANY_PAYLOAD = GRAPH_PATH + ODATA + CONTROL
-USERS_IN_BODY = [f"a@contoso.com{payload}" for payload in ANY_PAYLOAD] + [f"{payload}a@contoso.com" for payload in ANY_PAYLOAD] + [
-    "me", "/me", "a@[127.0.0.1]", "a@contoso.com:443", "a%40contoso.com", "a@contoso.com%0d%0aX: y", "*", "a@contoso.com,b@contoso.com",
-]  # fmt: skip
+USERS_IN_BODY = (
+    [f"a@contoso.com{payload}" for payload in ANY_PAYLOAD]
+    + [f"{payload}a@contoso.com" for payload in ANY_PAYLOAD]
+    + [
+        "me",
+        "/me",
+        "a@[127.0.0.1]",
+        "a@contoso.com:443",
+        "a%40contoso.com",
+        "a@contoso.com%0d%0aX: y",
+        "*",
+        "a@contoso.com,b@contoso.com",
+    ]
+)
 
 
 def no_graph_call_during(graph_log: GraphLog, action: Any) -> Any:
@@ -171,10 +182,19 @@ def test_query_injections_are_400_before_any_graph_call(client: httpx.Client, gr
 
 
 TASK_IDS = [
-    "' or 1 eq 1", "00000000-0000-0000-0000-000000000000' or '1' eq '1", "..%2F..%2Fsignouts", "../signouts", "x/../../health",
-    "00000000-0000-0000-0000-000000000000?$select=x", "00000000-0000-0000-0000-000000000000\r\nX: y", "ABCDEF00-0000-0000-0000-000000000000",
-    "00000000-0000-0000-0000-000000000000%00", "00000000-0000-0000-0000-00000000000", "task", "*",
-]  # fmt: skip
+    "' or 1 eq 1",
+    "00000000-0000-0000-0000-000000000000' or '1' eq '1",
+    "..%2F..%2Fsignouts",
+    "../signouts",
+    "x/../../health",
+    "00000000-0000-0000-0000-000000000000?$select=x",
+    "00000000-0000-0000-0000-000000000000\r\nX: y",
+    "ABCDEF00-0000-0000-0000-000000000000",
+    "00000000-0000-0000-0000-000000000000%00",
+    "00000000-0000-0000-0000-00000000000",
+    "task",
+    "*",
+]
 
 
 def test_task_id_injections_are_400(client: httpx.Client, graph_log: GraphLog) -> None:

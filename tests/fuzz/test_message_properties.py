@@ -35,7 +35,9 @@ fields = st.fixed_dictionaries(
         "page": st.integers(-2, 5) | json_values,
         "user": identifier_text | json_values,
         "description": st.text(max_size=30) | st.sampled_from(["x" * 1025, "a\r\nb", "\x1b[2J"]) | json_values,
-        "correlationId": st.text(max_size=30) | st.sampled_from(["x" * 129, "a\r\nb", "a\tb", "a\x85b", "a\u2028b"]) | json_values,
+        "correlationId": st.text(max_size=30)
+        | st.sampled_from(["x" * 129, "a\r\nb", "a\tb", "a\x85b", "a\u2028b"])
+        | json_values,
     },
 )
 objects = fields | st.dictionaries(st.text(max_size=10), json_values, max_size=5)
@@ -106,11 +108,13 @@ def test_any_bytes_are_a_message_or_invalid_message(raw: bytes) -> None:
 @fuzz_settings(150)
 @given(
     version=versions,
-    fields=st.sampled_from([
-        {"user": "adele@contoso.com"},
-        {"taskId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "adele@contoso.com"},
-        {"jobId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "page": 2},
-    ]),
+    fields=st.sampled_from(
+        [
+            {"user": "adele@contoso.com"},
+            {"taskId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "adele@contoso.com"},
+            {"jobId": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "page": 2},
+        ]
+    ),
     wrap=st.sampled_from([plain, base64_text]),
 )
 @example(version=True, fields={"user": "adele@contoso.com"}, wrap=plain)

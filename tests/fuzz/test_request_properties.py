@@ -38,18 +38,41 @@ HOSTS = ("*.logic.azure.com", "127.0.0.1:8443")
 ROW_KEY = re.compile(r"\d{13}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 urls = st.one_of(
-    st.sampled_from([
-        "https://prod-01.westus.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sig=x",
-        "https://127.0.0.1:8443/cb", "http://prod-01.westus.logic.azure.com/x", "https://evil.com/.logic.azure.com",
-        "https://user:pw@prod-01.westus.logic.azure.com/x", "https://prod-01.westus.logic.azure.com.evil.com/x",
-        "https://169.254.169.254/metadata/identity", "https://[::1]:8443/x", "https://127.0.0.1:99999/x", "https:///x",
-        "https://evil.com\\@prod-01.westus.logic.azure.com/", "file:///etc/passwd", "",
-    ]),
+    st.sampled_from(
+        [
+            "https://prod-01.westus.logic.azure.com/workflows/1/triggers/manual/paths/invoke?sig=x",
+            "https://127.0.0.1:8443/cb",
+            "http://prod-01.westus.logic.azure.com/x",
+            "https://evil.com/.logic.azure.com",
+            "https://user:pw@prod-01.westus.logic.azure.com/x",
+            "https://prod-01.westus.logic.azure.com.evil.com/x",
+            "https://169.254.169.254/metadata/identity",
+            "https://[::1]:8443/x",
+            "https://127.0.0.1:99999/x",
+            "https:///x",
+            "https://evil.com\\@prod-01.westus.logic.azure.com/",
+            "file:///etc/passwd",
+            "",
+        ]
+    ),
     st.text(max_size=60).map(lambda tail: "https://prod-01.westus.logic.azure.com/" + tail),
     st.text(max_size=60).map(lambda text: "https://" + text),
-)  # fmt: skip
-texts = st.text(max_size=40) | st.sampled_from(["x" * MAX_DESCRIPTION, "x" * (MAX_DESCRIPTION + 1), "x" * MAX_CORRELATION_ID,
-                                                "x" * (MAX_CORRELATION_ID + 1), "a\r\nb", "a\tb", "a\rb", "a\x00b", "a\x1b[31mb", "a\x7fb", "\ud800"])  # fmt: skip
+)
+texts = st.text(max_size=40) | st.sampled_from(
+    [
+        "x" * MAX_DESCRIPTION,
+        "x" * (MAX_DESCRIPTION + 1),
+        "x" * MAX_CORRELATION_ID,
+        "x" * (MAX_CORRELATION_ID + 1),
+        "a\r\nb",
+        "a\tb",
+        "a\rb",
+        "a\x00b",
+        "a\x1b[31mb",
+        "a\x7fb",
+        "\ud800",
+    ]
+)
 users_lists = st.lists(identifier_text, max_size=6) | st.lists(identifier_text | json_values, max_size=4)
 signout_fields = st.fixed_dictionaries(
     {},
@@ -63,8 +86,20 @@ signout_fields = st.fixed_dictionaries(
 )
 signout_bodies = signout_fields | st.dictionaries(st.text(max_size=12), json_values, max_size=5)
 raw_bodies = st.one_of(st.binary(max_size=200), signout_bodies.map(encoded), json_values.map(encoded))
-content_types = st.sampled_from(["application/json", "application/json; charset=utf-8", "APPLICATION/JSON", " application/json ;x=y",
-                                 None, "", "text/plain", "application/jsonx", "application/problem+json", "multipart/form-data"]) | st.text(max_size=30)  # fmt: skip
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        " application/json ;x=y",
+        None,
+        "",
+        "text/plain",
+        "application/jsonx",
+        "application/problem+json",
+        "multipart/form-data",
+    ]
+) | st.text(max_size=30)
 
 
 def signout(content_type: str | None, body: bytes) -> SignoutRequest | ProblemError:
@@ -190,7 +225,9 @@ param_values = st.one_of(
     st.text(max_size=40).map(lambda text: token_for(text)),
 )
 queries = st.dictionaries(
-    st.sampled_from([*sorted(KNOWN_PARAMS), "$filter", "$select", "User", "top ", "a/b", "~0"]) | member_names, param_values, max_size=7
+    st.sampled_from([*sorted(KNOWN_PARAMS), "$filter", "$select", "User", "top ", "a/b", "~0"]) | member_names,
+    param_values,
+    max_size=7,
 )
 # What the remediation log's 13-digit time keys can hold (inverted epoch milliseconds).
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2286, 1, 1, tzinfo=UTC)

@@ -312,7 +312,9 @@ def test_setting_defaults(setting, app_settings, function_bicep, main_bicep):
     param, default = SETTING_DEFAULTS[setting]
     value = app_settings[setting]
     if isinstance(default, bool):
-        assert value == {"operator": {"type": "conditional", "operands": {"condition": param, "true_value": "true", "false_value": "false"}}}
+        assert value == {
+            "operator": {"type": "conditional", "operands": {"condition": param, "true_value": "true", "false_value": "false"}}
+        }
     elif isinstance(default, int):
         assert value == {"function": {"type": "string", "parameters": {"value_to_convert": param}}}
     else:
@@ -384,10 +386,18 @@ def test_queues_and_status_table_are_created(storage_bicep):
     loop = queue_resources["queues"]["config"]["loop_type"]["detail"]
     assert loop["array_name"] == "queueNames"
     assert body(queue_resources["queues"])["name"] == loop["item_name"]
-    queues = {interpolate(name, defaults) if "${" in name else defaults.get(name, name) for name in variable(storage_bicep, "queueNames")}
+    queues = {
+        interpolate(name, defaults) if "${" in name else defaults.get(name, name)
+        for name in variable(storage_bicep, "queueNames")
+    }
     assert queues == {
-        "signout-requests", "signout-requests-poison", "signout-bulk", "signout-bulk-poison", "signout-bulk-pages", "signout-bulk-pages-poison"
-    }  # fmt: skip
+        "signout-requests",
+        "signout-requests-poison",
+        "signout-bulk",
+        "signout-bulk-poison",
+        "signout-bulk-pages",
+        "signout-bulk-pages-poison",
+    }
 
     _, table = one_resource(storage_bicep, "Microsoft.Storage/storageAccounts/tableServices/tables")
     assert defaults[body(table)["name"]] == "signouttasks"
@@ -482,7 +492,7 @@ def hook_script_roles() -> list[str]:
 def test_graph_permissions_are_exactly_the_listed_ones():
     parsed = parse("graph/graph-permissions.bicep")
     assert variable(parsed, "graphAppRoles") == GRAPH_APP_ROLES
-    (_symbol, resource), = resources_of_type(parsed, "Microsoft.Graph/appRoleAssignedTo").items()
+    ((_symbol, resource),) = resources_of_type(parsed, "Microsoft.Graph/appRoleAssignedTo").items()
     loop = resource["config"]["loop_type"]["detail"]
     assert loop["array_name"] == "graphAppRoles"
     assignment = body(resource)

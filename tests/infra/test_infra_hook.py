@@ -74,8 +74,14 @@ def fake_az(tmp_path):
     log = tmp_path / "az.log"
     log.touch()
 
-    def run(*args: str, assigned: list[str] = (), granted_by_template: bool = False, post_rc: int = 0,
-            graph: str = "https://graph.microsoft.com", principal: str | None = PRINCIPAL):
+    def run(
+        *args: str,
+        assigned: list[str] = (),
+        granted_by_template: bool = False,
+        post_rc: int = 0,
+        graph: str = "https://graph.microsoft.com",
+        principal: str | None = PRINCIPAL,
+    ):
         env = {
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "FAKE_AZ_LOG": str(log),

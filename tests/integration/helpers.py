@@ -63,7 +63,9 @@ class Sim:
         self.http.post("/_sim/users", json=list(users)).raise_for_status()
 
 
-def wait_for_terminal(api: httpx.Client, url: str, timeout: float = PIPELINE_TIMEOUT, appears_later: bool = False) -> dict[str, Any]:
+def wait_for_terminal(
+    api: httpx.Client, url: str, timeout: float = PIPELINE_TIMEOUT, appears_later: bool = False
+) -> dict[str, Any]:
     """Poll a task's or a bulk job's status URL the way a Logic Apps HTTP action does: until the
     first non-202, which must be 200 (the finished record). Every 202 must carry Retry-After; this
     polls sooner than it says so that tests wait no longer than the work takes.
@@ -95,7 +97,12 @@ def sign_out(api: httpx.Client, *users: str, **extra: Any) -> httpx.Response:
 
 def new_user(sim: Sim, name: str, **props: Any) -> dict[str, Any]:
     """A fresh directory user per test, so tests never share revocation counts."""
-    user = {"id": str(uuid.uuid4()), "userPrincipalName": f"{name}-{uuid.uuid4().hex[:8]}@contoso.com", "userType": "Member", **props}
+    user = {
+        "id": str(uuid.uuid4()),
+        "userPrincipalName": f"{name}-{uuid.uuid4().hex[:8]}@contoso.com",
+        "userType": "Member",
+        **props,
+    }
     sim.add_users(user)
     return user
 

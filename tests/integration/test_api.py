@@ -26,7 +26,9 @@ def test_malformed_json_is_400(api: httpx.Client) -> None:
 
 
 def test_wrong_content_type_is_415(api: httpx.Client) -> None:
-    assert_problem(api.post("/api/signouts", content=b"users=a@b.com", headers={"content-type": "application/x-www-form-urlencoded"}), 415)
+    assert_problem(
+        api.post("/api/signouts", content=b"users=a@b.com", headers={"content-type": "application/x-www-form-urlencoded"}), 415
+    )
 
 
 def test_too_many_users_is_413(api: httpx.Client) -> None:
@@ -34,11 +36,18 @@ def test_too_many_users_is_413(api: httpx.Client) -> None:
 
 
 def test_huge_body_is_413(api: httpx.Client) -> None:
-    assert_problem(api.post("/api/signouts", content=b'{"users": ["' + b"a" * 2_000_000 + b'"]}', headers={"content-type": "application/json"}), 413)
+    assert_problem(
+        api.post(
+            "/api/signouts", content=b'{"users": ["' + b"a" * 2_000_000 + b'"]}', headers={"content-type": "application/json"}
+        ),
+        413,
+    )
 
 
 def test_deeply_nested_json_is_400_not_500(api: httpx.Client) -> None:
-    assert_problem(api.post("/api/signouts", content=b"[" * 50_000 + b"]" * 50_000, headers={"content-type": "application/json"}), 400)
+    assert_problem(
+        api.post("/api/signouts", content=b"[" * 50_000 + b"]" * 50_000, headers={"content-type": "application/json"}), 400
+    )
 
 
 @pytest.mark.parametrize(
@@ -76,7 +85,9 @@ def test_remediation_log_is_newest_first_filterable_and_paginated(api: httpx.Cli
     assert first.status_code == 200
     page = first.json()
     assert [t["id"] for t in page["tasks"]] == ids[::-1][:2]
-    second = api.get("/api/signouts", params={"user": user["id"], "top": 2, "continuationToken": page["continuationToken"]}).json()
+    second = api.get(
+        "/api/signouts", params={"user": user["id"], "top": 2, "continuationToken": page["continuationToken"]}
+    ).json()
     assert [t["id"] for t in second["tasks"]] == ids[:1]
     succeeded = api.get("/api/signouts", params={"user": user["id"], "status": "succeeded"}).json()["tasks"]
     assert {t["id"] for t in succeeded} == set(ids)

@@ -86,7 +86,9 @@ def test_all_users_is_refused_unless_the_app_allows_it(api: httpx.Client) -> Non
     assert "ALLOW_ALL_USERS" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("body", [{"group": "not-a-guid"}, {"group": "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b", "users": ["a@contoso.com"]}])
+@pytest.mark.parametrize(
+    "body", [{"group": "not-a-guid"}, {"group": "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b", "users": ["a@contoso.com"]}]
+)
 def test_bad_bulk_requests_are_400(bulk_api: httpx.Client, body: dict[str, Any]) -> None:
     assert bulk_api.post("/api/signouts", json=body).status_code == 400
 
@@ -109,7 +111,9 @@ def test_crash_mid_fan_out_resumes_without_duplicates(bulk_stack: LocalStack, bu
     job = wait_for_terminal(bulk_api, url)
     assert job["counts"]["discovered"] == 12 and job["counts"]["succeeded"] == 12
     for member in members:
-        tasks = [t for t in bulk_api.get("/api/signouts", params={"user": member["id"]}).json()["tasks"] if t["jobId"] == job["id"]]
+        tasks = [
+            t for t in bulk_api.get("/api/signouts", params={"user": member["id"]}).json()["tasks"] if t["jobId"] == job["id"]
+        ]
         assert len(tasks) == 1  # one task per user and job, whatever was redelivered
         revocations = bulk_sim.user(member["id"])["revokeCount"]
         assert 1 <= revocations <= tasks[0]["attempts"]  # never more than its attempts imply
@@ -160,7 +164,9 @@ def job_token(stack: LocalStack, job_id: str) -> str:
 
 def test_a_page_graph_keeps_failing_fails_the_job_once_the_retry_budget_is_spent(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
     group, members = group_of(bulk_sim, 3)
-    bulk_sim.http.post("/_sim/faults", json=[{"status": 503, "path_contains": group, "query_contains": "$top", "count": 100000}]).raise_for_status()
+    bulk_sim.http.post(
+        "/_sim/faults", json=[{"status": 503, "path_contains": group, "query_contains": "$top", "count": 100000}]
+    ).raise_for_status()
     try:
         response = bulk_api.post("/api/signouts", json={"group": group})
         job = wait_for_terminal(bulk_api, response.headers["Location"])
@@ -176,7 +182,14 @@ def test_a_page_graph_keeps_failing_fails_the_job_once_the_retry_budget_is_spent
 def test_a_throttled_page_is_read_again_after_retry_after_and_the_job_finishes(bulk_api: httpx.Client, bulk_sim: Sim) -> None:
     """Trust issue #8: more 429s than the host's maxDequeueCount (5) no longer fail a job."""
     group, members = group_of(bulk_sim, 3)
-    throttle = {"status": 429, "path_contains": group, "query_contains": "$top", "count": 6, "headers": {"Retry-After": "1"}, "code": "TooManyRequests"}
+    throttle = {
+        "status": 429,
+        "path_contains": group,
+        "query_contains": "$top",
+        "count": 6,
+        "headers": {"Retry-After": "1"},
+        "code": "TooManyRequests",
+    }
     bulk_sim.http.post("/_sim/faults", json=[throttle]).raise_for_status()
     response = bulk_api.post("/api/signouts", json={"group": group})
     job = wait_for_terminal(bulk_api, response.headers["Location"])
@@ -184,11 +197,15 @@ def test_a_throttled_page_is_read_again_after_retry_after_and_the_job_finishes(b
     assert [bulk_sim.user(m["id"])["revokeCount"] for m in members] == [1, 1, 1]
 
 
-def test_a_redelivered_page_restores_missing_index_rows_and_duplicates_none(bulk_stack: LocalStack, bulk_api: httpx.Client, bulk_sim: Sim) -> None:
+def test_a_redelivered_page_restores_missing_index_rows_and_duplicates_none(
+    bulk_stack: LocalStack, bulk_api: httpx.Client, bulk_sim: Sim
+) -> None:
     group, members = group_of(bulk_sim, 3)
     url = bulk_api.post("/api/signouts", json={"group": group}).headers["Location"]
     job = wait_for_terminal(bulk_api, url)
-    [task] = [t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]]
+    [task] = [
+        t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]
+    ]
     # The last run stopped between the task record and its user's index row: remove the row.
     table = TableClient.from_connection_string(bulk_stack.azurite.connection_string, "signouttasks")
     query = "TaskId eq @id and PartitionKey ne @log"
@@ -197,7 +214,9 @@ def test_a_redelivered_page_restores_missing_index_rows_and_duplicates_none(bulk
     redelivered = JobPageMessage(job["id"], 1, job_token(bulk_stack, job["id"])).to_text()
     QueueClient.from_connection_string(bulk_stack.azurite.connection_string, "signout-bulk-pages").send_message(redelivered)
     wait_until(
-        lambda: [t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]],
+        lambda: [
+            t for t in bulk_api.get("/api/signouts", params={"user": members[0]["id"]}).json()["tasks"] if t["jobId"] == job["id"]
+        ],
         "the redelivered page restored the user's index row",
         interval=0.2,
     )
@@ -226,7 +245,12 @@ def test_cancelling_a_job_skips_the_tasks_that_have_not_started(bulk_api: httpx.
     assert counts["succeeded"] + counts["skipped"] == counts["discovered"] < 30
     revoked = [m for m in members if bulk_sim.user(m["id"])["revokeCount"]]
     assert len(revoked) == counts["succeeded"]  # nobody skipped was signed out
-    skipped = [t for m in members for t in bulk_api.get("/api/signouts", params={"user": m["id"]}).json()["tasks"] if t["status"] == "skipped"]
+    skipped = [
+        t
+        for m in members
+        for t in bulk_api.get("/api/signouts", params={"user": m["id"]}).json()["tasks"]
+        if t["status"] == "skipped"
+    ]
     assert {t["error"]["category"] for t in skipped} == {"cancelled"} and len(skipped) == counts["skipped"]
     again = bulk_api.post(url + "/cancel")
     assert again.status_code == 200 and again.json()["cancelledAt"] == cancelled.json()["cancelledAt"]

@@ -121,7 +121,9 @@ def test_alert_with_only_on_premises_accounts_is_422_listing_them(api: httpx.Cli
 
 def test_defender_xdr_alert(api: httpx.Client, sim: Sim) -> None:
     user = new_user(sim, "xdr")
-    text = re.sub("00aa00aa-bb11-cc22-dd33-44ee44ee44ee", user["id"], json.dumps(fixture("defender_xdr_alert")), flags=re.IGNORECASE)
+    text = re.sub(
+        "00aa00aa-bb11-cc22-dd33-44ee44ee44ee", user["id"], json.dumps(fixture("defender_xdr_alert")), flags=re.IGNORECASE
+    )
     payload = json.loads(text)
     payload["id"] = str(uuid.uuid4())
     response = post_alert(api, payload)
@@ -168,7 +170,9 @@ def test_callback_url_receives_the_finished_task(api: httpx.Client, sim: Sim, ca
     assert (posted["id"], posted["status"]) == (task["id"], "succeeded")
 
 
-def test_failing_callback_is_recorded_and_never_changes_the_status(api: httpx.Client, sim: Sim, callbacks: CallbackReceiver) -> None:
+def test_failing_callback_is_recorded_and_never_changes_the_status(
+    api: httpx.Client, sim: Sim, callbacks: CallbackReceiver
+) -> None:
     user = new_user(sim, "webhook-down")
     path = f"/workflows/{uuid.uuid4().hex}/callback"
     callbacks.script[path] = [500]
@@ -181,7 +185,13 @@ def test_failing_callback_is_recorded_and_never_changes_the_status(api: httpx.Cl
 
 @pytest.mark.parametrize(
     "url",
-    ["http://prod-00.westus.logic.azure.com/x", "https://evil.example.com/x", "https://127.0.0.1:1/x", "https://user:pw@prod-00.westus.logic.azure.com/x", "file:///etc/passwd"],
+    [
+        "http://prod-00.westus.logic.azure.com/x",
+        "https://evil.example.com/x",
+        "https://127.0.0.1:1/x",
+        "https://user:pw@prod-00.westus.logic.azure.com/x",
+        "file:///etc/passwd",
+    ],
 )
 def test_callback_urls_outside_the_allow_list_are_refused(api: httpx.Client, url: str) -> None:
     response = api.post("/api/signouts", json={"user": "adele.vance@contoso.com", "callbackUrl": url})

@@ -40,7 +40,12 @@ def principal(
 
 @pytest.fixture(scope="module")
 def easy_auth() -> Iterator[tuple[httpx.Client, Sim]]:
-    settings = {"WEBSITE_AUTH_ENABLED": "True", "REQUIRE_APP_ROLES": "true", "RETRY_BUDGET_MINUTES": "0.25", "GRAPH_TIMEOUT_SECONDS": "3"}
+    settings = {
+        "WEBSITE_AUTH_ENABLED": "True",
+        "REQUIRE_APP_ROLES": "true",
+        "RETRY_BUDGET_MINUTES": "0.25",
+        "GRAPH_TIMEOUT_SECONDS": "3",
+    }
     with LocalStack(settings=settings) as stack:
         start_own_devhost(stack, started=True)
         with httpx.Client(base_url=stack.base_url, timeout=REQUEST_TIMEOUT) as api:

@@ -190,7 +190,12 @@ def connection_string(ports: dict[str, int]) -> str:
 
 # --- the stack ---------------------------------------------------------------------------------
 
-SETTINGS = {"RETRY_BUDGET_MINUTES": "0.25", "RETRY_BASE_SECONDS": "0.5", "GRAPH_TIMEOUT_SECONDS": "3", "DEVHOST_MESSAGE_LEASE_SECONDS": "3"}
+SETTINGS = {
+    "RETRY_BUDGET_MINUTES": "0.25",
+    "RETRY_BASE_SECONDS": "0.5",
+    "GRAPH_TIMEOUT_SECONDS": "3",
+    "DEVHOST_MESSAGE_LEASE_SECONDS": "3",
+}
 # azure-identity retries a failing identity endpoint for ~5 s (3 retries with backoff) inside one
 # Graph call, so the token error only reaches the task when the Graph timeout is longer than that.
 TOKEN_RETRY_SETTINGS = {"GRAPH_TIMEOUT_SECONDS": "10"}
@@ -453,7 +458,8 @@ def test_storage_cut_in_the_middle_of_a_bulk_post(env: Env) -> None:
     # are not left in progress, and accepted ones whose message could not be released surface when
     # their acceptance window (60 s) ends.
     wait_until(
-        lambda: not env.records(lambda e: e["User"] in wanted and e["Status"] not in TERMINAL), "every task of the request finished"
+        lambda: not env.records(lambda e: e["User"] in wanted and e["Status"] not in TERMINAL),
+        "every task of the request finished",
     )
     # No user was signed out without a task record that says so.
     revoked = {user for user in users if env.sim.user(user)["revokeCount"] > 0}
@@ -492,7 +498,11 @@ def test_identity_endpoint_down_for_the_whole_retry_budget_gives_up_with_the_tok
     assert parse_iso(gave_up["completedAt"]) - parse_iso(gave_up["createdAt"]) >= timedelta(seconds=15)
     error = gave_up["error"]
     assert (error["category"], error["code"]) == ("gave_up", "TokenUnavailable")
-    assert error["message"].startswith("gave up after ") and "retry budget" in error["message"] and "managed identity" in error["message"]
+    assert (
+        error["message"].startswith("gave up after ")
+        and "retry budget" in error["message"]
+        and "managed identity" in error["message"]
+    )
     assert "httpStatus" not in error and "graphRequestId" not in error
     assert graph_calls(env.sim, doomed["id"]) == []  # without a token nothing reached Graph
     assert env.sim.user(early)["revokeCount"] == 0
@@ -605,7 +615,9 @@ def test_transient_graph_failures_are_retried_then_given_up_with_the_last_error(
     assert failed["status"] == "failed" and failed["attempts"] >= RECOVERS_AFTER + 1
     error = failed["error"]
     assert error["category"] == "gave_up"
-    assert error["message"].startswith(f"gave up after {failed['attempts']} attempt(s) over the retry budget of 0.25 minute(s); last error: ")
+    assert error["message"].startswith(
+        f"gave up after {failed['attempts']} attempt(s) over the retry budget of 0.25 minute(s); last error: "
+    )
     assert error["code"] == failure.code
     assert error.get("httpStatus") == failure.http_status
     faulted = [call for call in graph_calls(env.sim, scenario.failed_id) if call["fault"]]

@@ -40,7 +40,11 @@ def test_health_answers_while_the_identity_endpoint_hangs_and_recovers_with_it(h
         status, report, text = health(stack)
         assert status == 503, text
         assert report["status"] == "unhealthy"
-        assert report["checks"]["graphPermissions"] == {"ok": False, "state": "timeout", "error": "the managed identity endpoint did not answer"}
+        assert report["checks"]["graphPermissions"] == {
+            "ok": False,
+            "state": "timeout",
+            "error": "the managed identity endpoint did not answer",
+        }
         assert report["checks"]["storage"] == {"ok": True, "state": "ok"}
         assert report["checks"]["configuration"] == {"ok": True, "state": "ok", "protectedUsers": 1}
         assert identity.get("/_identity/stats").json()["requests"] >= 1  # it was asked, and never answered

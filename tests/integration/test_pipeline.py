@@ -16,7 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 def graph_calls(sim: Sim, task_id: str) -> list[dict]:
-    return [r for r in sim.requests() if r.get("client-request-id") == task_id or r.get("headers", {}).get("client-request-id") == task_id]
+    return [
+        r
+        for r in sim.requests()
+        if r.get("client-request-id") == task_id or r.get("headers", {}).get("client-request-id") == task_id
+    ]
 
 
 def test_sign_out_succeeds_and_is_verified(api: httpx.Client, sim: Sim) -> None:
@@ -34,7 +38,9 @@ def test_sign_out_succeeds_and_is_verified(api: httpx.Client, sim: Sim) -> None:
     assert record["resolvedUser"]["id"] == user["id"]
     assert record["graphRequestId"]
     assert (record["description"], record["correlationId"], record["attempts"]) == ("INC-1 phished", "corr-1", 1)
-    assert datetime.fromisoformat(record["sessionsValidFrom"]) >= datetime.fromisoformat(record["createdAt"]).replace(microsecond=0)
+    assert datetime.fromisoformat(record["sessionsValidFrom"]) >= datetime.fromisoformat(record["createdAt"]).replace(
+        microsecond=0
+    )
     assert sim.user(user["id"])["revokeCount"] == 1
 
 
@@ -84,7 +90,9 @@ def test_unknown_user_fails_as_not_found(api: httpx.Client) -> None:
 
 def test_throttled_then_succeeds_honouring_retry_after(api: httpx.Client, sim: Sim) -> None:
     user = new_user(sim, "dave")
-    sim.fault(method="POST", user=user["id"], count=1, action="status", status=429, code="TooManyRequests", headers={"Retry-After": "2"})
+    sim.fault(
+        method="POST", user=user["id"], count=1, action="status", status=429, code="TooManyRequests", headers={"Retry-After": "2"}
+    )
     started = time.monotonic()
     [task] = sign_out(api, user["id"]).json()["tasks"]
     record = wait_for_terminal(api, task["statusUrl"])
@@ -96,7 +104,15 @@ def test_throttled_then_succeeds_honouring_retry_after(api: httpx.Client, sim: S
 
 def test_server_errors_exhaust_the_retry_budget_and_give_up_with_the_last_error(api: httpx.Client, sim: Sim) -> None:
     user = new_user(sim, "erin")
-    sim.fault(method="POST", user=user["id"], count=1000, action="status", status=503, code="ServiceUnavailable", headers={"Retry-After": "1"})
+    sim.fault(
+        method="POST",
+        user=user["id"],
+        count=1000,
+        action="status",
+        status=503,
+        code="ServiceUnavailable",
+        headers={"Retry-After": "1"},
+    )
     [task] = sign_out(api, user["id"]).json()["tasks"]
     record = wait_for_terminal(api, task["statusUrl"])
     assert record["status"] == "failed"
@@ -144,7 +160,9 @@ def test_a_request_for_a_user_with_a_queued_task_joins_it(api: httpx.Client, sim
     user = new_user(sim, "heidi")
     # The first attempt is throttled, so the task waits queued for 6 s before its retry: time enough,
     # even on a busy machine, to see it waiting and send the second request.
-    sim.fault(method="POST", user=user["id"], count=1, action="status", status=429, code="TooManyRequests", headers={"Retry-After": "6"})
+    sim.fault(
+        method="POST", user=user["id"], count=1, action="status", status=429, code="TooManyRequests", headers={"Retry-After": "6"}
+    )
     [first] = sign_out(api, user["id"]).json()["tasks"]
 
     def waiting_for_its_retry() -> bool:

@@ -18,7 +18,11 @@ UNKNOWN = "not-in-the-directory@contoso.com"
 
 @pytest.fixture(scope="module")
 def undecided_stack() -> Iterator[LocalStack]:
-    settings = {"PROTECTED_USERS": f"breakglass@contoso.com; {UNKNOWN}", "RETRY_BUDGET_MINUTES": "10", "RETRY_BASE_SECONDS": "0.5"}
+    settings = {
+        "PROTECTED_USERS": f"breakglass@contoso.com; {UNKNOWN}",
+        "RETRY_BUDGET_MINUTES": "10",
+        "RETRY_BASE_SECONDS": "0.5",
+    }
     with LocalStack(settings=settings) as stack:
         yield stack
 
@@ -28,7 +32,9 @@ def test_an_unresolvable_protected_entry_signs_out_nobody_and_health_names_it(un
     user = new_user(sim, "undecided")
     with httpx.Client(base_url=undecided_stack.base_url, timeout=60) as api:
         [task] = api.post("/api/signouts", json={"users": [user["id"]]}).json()["tasks"]
-        retried = wait_until(lambda: (r := api.get(task["statusUrl"]).json())["attempts"] >= 2 and r, "the task is retried", PIPELINE_TIMEOUT)
+        retried = wait_until(
+            lambda: (r := api.get(task["statusUrl"]).json())["attempts"] >= 2 and r, "the task is retried", PIPELINE_TIMEOUT
+        )
         assert retried["status"] in ("queued", "in_progress")
         assert retried["error"]["category"] == "transient" and "#2" in retried["error"]["message"]
         assert sim.user(user["id"])["revokeCount"] == 0

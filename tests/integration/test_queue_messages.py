@@ -79,7 +79,9 @@ def test_garbage_message_is_dropped_not_retried_forever(stack: LocalStack, sim: 
     poison = queue(stack, "signout-requests-poison")
 
     def gone() -> bool:
-        visible = [m.content for m in client.peek_messages(max_messages=32)] + [m.content for m in poison.peek_messages(max_messages=32)]
+        visible = [m.content for m in client.peek_messages(max_messages=32)] + [
+            m.content for m in poison.peek_messages(max_messages=32)
+        ]
         return marker not in visible
 
     wait_until(gone, "the garbage message left the queue")
@@ -94,7 +96,9 @@ def test_poison_message_re_drives_its_task_while_the_retry_budget_lasts(stack: L
     assert sim.user(user["id"])["revokeCount"] == 1
 
 
-def test_poison_message_marks_its_task_gave_up_once_the_retry_budget_is_spent(stack: LocalStack, api: httpx.Client, sim: Sim) -> None:
+def test_poison_message_marks_its_task_gave_up_once_the_retry_budget_is_spent(
+    stack: LocalStack, api: httpx.Client, sim: Sim
+) -> None:
     user = new_user(sim, "poison-spent")
     task_id = create_record(stack, user["id"], retry_since=utcnow() - timedelta(hours=2))
     queue(stack, "signout-requests-poison").send_message(TaskMessage(task_id, parse_user(user["id"])).to_text())
@@ -124,7 +128,9 @@ def test_duplicate_message_during_a_running_attempt_revokes_nothing_more(stack: 
     sim.http.post("/_sim/config", json={"latency_ms": 1000}).raise_for_status()  # an attempt lasts ~3 s
     try:
         queue(stack).send_message(text)
-        wait_until(lambda: api.get(f"/api/signouts/{task_id}").json()["status"] == "in_progress", "the attempt started", interval=0.05)
+        wait_until(
+            lambda: api.get(f"/api/signouts/{task_id}").json()["status"] == "in_progress", "the attempt started", interval=0.05
+        )
         queue(stack).send_message(text)  # a second copy, as a redelivered page or direct request queues
         record = status(api, task_id)
     finally:
@@ -145,7 +151,9 @@ def test_logic_apps_direct_request_becomes_a_task(stack: LocalStack, api: httpx.
     assert sim.user(user["id"])["revokeCount"] == 1
 
 
-def test_redelivered_direct_request_creates_no_second_task(stack: LocalStack, api: httpx.Client, sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redelivered_direct_request_creates_no_second_task(
+    stack: LocalStack, api: httpx.Client, sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
     user = new_user(sim, "direct-twice")
     request = DirectRequest(parse_user(user["id"]), "twice")
     monkeypatch.setenv("AzureWebJobsStorage", stack.azurite.connection_string)

@@ -72,7 +72,9 @@ def test_defect2_a_direct_request_with_a_line_break_in_its_correlation_id_is_dro
     marker = str(uuid.uuid4())
     correlation_id = "INC-1\r\n" + FORGED.format(marker)
     sent = queue(stack).send_message(json.dumps({"user": user["userPrincipalName"], "correlationId": correlation_id}))
-    log = wait_for_output(stack, f"dropped invalid queue message {sent.id} on signout-requests: 'correlationId must not contain control characters'")
+    log = wait_for_output(
+        stack, f"dropped invalid queue message {sent.id} on signout-requests: 'correlationId must not contain control characters'"
+    )
     assert not forged_lines(log, marker)
     assert api.get(f"/api/signouts/{DirectRequest.task_id(sent.id)}").status_code == 404  # no task: nothing was signed out
     assert sim.user(user["id"])["revokeCount"] == 0
@@ -101,8 +103,12 @@ def test_defect2_whatever_correlation_id_the_api_lets_through_stays_on_its_log_l
 # --- 5. a `until` in year 1 with a page of one task was a 500 (building the nextLink) --------------
 def test_defect5_dates_outside_the_time_keys_are_400_even_with_more_tasks_than_a_page(api: httpx.Client, sim: Sim) -> None:
     sign_out(api, new_user(sim, "window-a")["id"], new_user(sim, "window-b")["id"])  # more than one task: a nextLink
-    for params in ({"until": "0001-01-01T00:00:00+01:00", "top": "1"}, {"since": "1969-01-01T00:00:00Z", "top": "1"},
-                   {"until": "1969-01-01T00:00:00Z"}, {"since": "2286-01-01T00:00:00Z"}):  # fmt: skip
+    for params in (
+        {"until": "0001-01-01T00:00:00+01:00", "top": "1"},
+        {"since": "1969-01-01T00:00:00Z", "top": "1"},
+        {"until": "1969-01-01T00:00:00Z"},
+        {"since": "2286-01-01T00:00:00Z"},
+    ):
         response = api.get("/api/signouts", params=params)
         assert response.status_code == 400, (params, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")

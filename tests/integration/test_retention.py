@@ -24,14 +24,18 @@ from tools.local_stack import LocalStack
 pytestmark = pytest.mark.integration
 
 
-def test_old_records_are_deleted_and_recent_ones_kept(stack: LocalStack, api: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_old_records_are_deleted_and_recent_ones_kept(
+    stack: LocalStack, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AzureWebJobsStorage", stack.azurite.connection_string)
     user = parse_user(f"retention-{uuid.uuid4().hex[:8]}@contoso.com")
     now = utcnow()
 
     def record(age_days: int) -> TaskRecord:
         created = now - timedelta(days=age_days)
-        return TaskRecord(id=str(uuid.uuid4()), user=user.value, status=TaskStatus.SUCCEEDED, created_at=created, updated_at=created)
+        return TaskRecord(
+            id=str(uuid.uuid4()), user=user.value, status=TaskStatus.SUCCEEDED, created_at=created, updated_at=created
+        )
 
     old, recent = record(400), record(300)
 
@@ -65,7 +69,14 @@ def test_every_row_kind_of_an_old_task_job_and_key_is_deleted(stack: LocalStack,
     user = parse_user(f"retention-all-{uuid.uuid4().hex[:8]}@contoso.com")
     now = utcnow()
     old = now - timedelta(days=400)
-    task = TaskRecord(id=str(uuid.uuid4()), user=user.value, status=TaskStatus.SUCCEEDED, created_at=old, updated_at=old, correlation_id=f"CORR-{uuid.uuid4()}")
+    task = TaskRecord(
+        id=str(uuid.uuid4()),
+        user=user.value,
+        status=TaskStatus.SUCCEEDED,
+        created_at=old,
+        updated_at=old,
+        correlation_id=f"CORR-{uuid.uuid4()}",
+    )
     job_id, key = str(uuid.uuid4()), f"retention-{uuid.uuid4()}"
 
     async def scenario() -> None:
@@ -75,9 +86,15 @@ def test_every_row_kind_of_an_old_task_job_and_key_is_deleted(stack: LocalStack,
             await rt.tasks.create(task)
             await rt.tasks.add_join(task.id, {"correlationId": "joined"})
             await (await rt.table.client()).upsert_entity({"PartitionKey": job_id, "RowKey": "job", "CreatedAt": old})
-            await (await rt.table.client()).upsert_entity({"PartitionKey": job_id, "RowKey": "page-000002", "Link": "https://graph.microsoft.com/v1.0/users"})
-            await (await rt.table.client()).upsert_entity({"PartitionKey": f"jobcount-{job_id}", "RowKey": "count-00", "started": 1})
-            await (await rt.table.client()).upsert_entity({"PartitionKey": "jobs", "RowKey": f"{time_key(old)}-{job_id}", "JobId": job_id})
+            await (await rt.table.client()).upsert_entity(
+                {"PartitionKey": job_id, "RowKey": "page-000002", "Link": "https://graph.microsoft.com/v1.0/users"}
+            )
+            await (await rt.table.client()).upsert_entity(
+                {"PartitionKey": f"jobcount-{job_id}", "RowKey": "count-00", "started": 1}
+            )
+            await (await rt.table.client()).upsert_entity(
+                {"PartitionKey": "jobs", "RowKey": f"{time_key(old)}-{job_id}", "JobId": job_id}
+            )
             entry = await rt.idempotency.claim(key, "hash", None)
             assert entry is not None
             await apply_retention(rt, now + timedelta(days=400))  # the key is old by then too
@@ -86,7 +103,12 @@ def test_every_row_kind_of_an_old_task_job_and_key_is_deleted(stack: LocalStack,
 
     asyncio.run(scenario())
     partitions = [task.id, user.partition, "log", job_id, f"jobcount-{job_id}", correlation_partition(task.correlation_id or "")]
-    left = [row for partition in partitions for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": partition}) if task.id in str(dict(row)) or partition != "log"]
+    left = [
+        row
+        for partition in partitions
+        for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+        if task.id in str(dict(row)) or partition != "log"
+    ]
     assert left == []
     assert list(table.query_entities("PartitionKey eq 'jobs' and JobId eq @id", parameters={"id": job_id})) == []
     idem = "idem-" + hashlib.sha256(f"{key}".encode()).hexdigest()

@@ -77,8 +77,16 @@ def poisoned_task(stack: LocalStack, user: str, url: str) -> tuple[str, str]:
     maxDequeueCount failed deliveries, with its retry budget spent (so the poison trigger ends it);
     and the secret token its messages carry."""
     token, now = secrets.token_urlsafe(24), utcnow()
-    record = TaskRecord(id=str(uuid.uuid4()), user=user, status=TaskStatus.QUEUED, created_at=now - timedelta(hours=1), updated_at=now,
-                        callback_url=url, retry_since=now - timedelta(hours=1), token=token)  # fmt: skip
+    record = TaskRecord(
+        id=str(uuid.uuid4()),
+        user=user,
+        status=TaskStatus.QUEUED,
+        created_at=now - timedelta(hours=1),
+        updated_at=now,
+        callback_url=url,
+        retry_since=now - timedelta(hours=1),
+        token=token,
+    )
 
     asyncio.run(write_task_record(stack, record, claim_for=parse_user(user)))
     poison = QueueClient.from_connection_string(stack.azurite.connection_string, "signout-requests-poison")
@@ -99,13 +107,18 @@ def called_back(api: httpx.Client, task_id: str, timeout: float = 90) -> dict[st
 
 def a_token(stack: LocalStack) -> str:
     """A token as the identity endpoint issues them, to show the JWT pattern would catch one."""
-    response = httpx.get(f"{stack.identity_url}/msi/token", params={"api-version": "2019-08-01", "resource": stack.sim_url},
-                         headers={"X-IDENTITY-HEADER": stack.identity_header})  # fmt: skip
+    response = httpx.get(
+        f"{stack.identity_url}/msi/token",
+        params={"api-version": "2019-08-01", "resource": stack.sim_url},
+        headers={"X-IDENTITY-HEADER": stack.identity_header},
+    )
     response.raise_for_status()
     return response.json()["access_token"]
 
 
-def test_no_log_record_holds_a_callback_secret_the_function_key_or_a_token(debug_stack: LocalStack, receiver: CallbackReceiver) -> None:
+def test_no_log_record_holds_a_callback_secret_the_function_key_or_a_token(
+    debug_stack: LocalStack, receiver: CallbackReceiver
+) -> None:
     stack = debug_stack
     sim = Sim(stack.sim_url)
     outcomes: dict[str, dict[str, Any]] = {}

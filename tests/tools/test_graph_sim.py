@@ -290,8 +290,15 @@ async def test_write_quota_refills(http, control) -> None:
 
 
 async def test_status_fault_with_retry_after_then_expires(http, control) -> None:
-    rule = {"method": "POST", "user": ADELE_UPN, "action": "status", "status": 503, "code": "ServiceUnavailable",
-            "headers": {"Retry-After": "1"}, "count": 1}  # fmt: skip
+    rule = {
+        "method": "POST",
+        "user": ADELE_UPN,
+        "action": "status",
+        "status": 503,
+        "code": "ServiceUnavailable",
+        "headers": {"Retry-After": "1"},
+        "count": 1,
+    }
     assert (await control.post("/_sim/faults", json=[rule])).status_code == 200
     assert (await http.get(f"/v1.0/users/{ADELE}")).status_code == 200  # GET doesn't match the rule
     faulted = await http.post(REVOKE)  # the request names the user by id, the rule by UPN
@@ -392,16 +399,21 @@ def test_settings_come_from_the_environment() -> None:
     with pytest.raises(ValueError, match="LOCAL_TOKEN_SIGNING_KEY"):
         graph_sim.SimSettings.from_env({})
     settings = graph_sim.SimSettings.from_env(
-        {"LOCAL_TOKEN_SIGNING_KEY": "k", "GRAPH_SIM_USERS": "100000", "GRAPH_SIM_LATENCY_MS": "5",
-         "GRAPH_SIM_WRITE_QUOTA": "3000/150"}
-    )  # fmt: skip
+        {
+            "LOCAL_TOKEN_SIGNING_KEY": "k",
+            "GRAPH_SIM_USERS": "100000",
+            "GRAPH_SIM_LATENCY_MS": "5",
+            "GRAPH_SIM_WRITE_QUOTA": "3000/150",
+        }
+    )
     assert (settings.generated_users, settings.latency_ms, settings.write_quota) == (100_000, 5, graph_sim.WriteQuota(3000, 150))
 
 
 def test_command_line_serves_until_sigterm(signing_key) -> None:
     env = {**os.environ, "LOCAL_TOKEN_SIGNING_KEY": signing_key, "GRAPH_SIM_USERS": "100000"}
-    process = subprocess.Popen([sys.executable, "-m", "tools.graph_sim", "--port", "0"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.graph_sim", "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         url = process.stdout.readline().split()[-1]  # "graph simulator listening on http://127.0.0.1:PORT"
         token, _ = issue_token(signing_key, audience=url, roles=["User.Read.All"])

@@ -130,23 +130,36 @@ def test_settings_come_from_the_environment() -> None:
     with pytest.raises(ValueError, match="IDENTITY_HEADER"):
         identity_endpoint.IdentitySettings.from_env({"LOCAL_TOKEN_SIGNING_KEY": "k"})
     settings = identity_endpoint.IdentitySettings.from_env(
-        {"IDENTITY_HEADER": "h", "LOCAL_TOKEN_SIGNING_KEY": "k", "LOCAL_IDENTITY_ROLES": " User.Read.All, ",
-         "LOCAL_TENANT_ID": "t", "LOCAL_TOKEN_LIFETIME_SECONDS": "60"}
-    )  # fmt: skip
+        {
+            "IDENTITY_HEADER": "h",
+            "LOCAL_TOKEN_SIGNING_KEY": "k",
+            "LOCAL_IDENTITY_ROLES": " User.Read.All, ",
+            "LOCAL_TENANT_ID": "t",
+            "LOCAL_TOKEN_LIFETIME_SECONDS": "60",
+        }
+    )
     assert (settings.roles, settings.tenant_id, settings.lifetime_seconds) == (("User.Read.All",), "t", 60)
 
 
 def test_command_line_refuses_to_start_without_secrets() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("IDENTITY_HEADER", "LOCAL_TOKEN_SIGNING_KEY")}
-    done = subprocess.run([sys.executable, "-m", "tools.identity_endpoint", "--port", "0"], check=False, cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.identity_endpoint", "--port", "0"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "IDENTITY_HEADER" in done.stderr
 
 
 def test_command_line_serves_until_sigterm(signing_key) -> None:
     env = {**os.environ, "IDENTITY_HEADER": "h", "LOCAL_TOKEN_SIGNING_KEY": signing_key}
-    process = subprocess.Popen([sys.executable, "-m", "tools.identity_endpoint", "--port", "0"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.identity_endpoint", "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         url = process.stdout.readline().split()[-1]  # "... listening on http://127.0.0.1:PORT/msi/token"
         response = httpx.get(url, params=token_params(), headers={"X-IDENTITY-HEADER": "h"})

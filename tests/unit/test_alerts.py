@@ -170,7 +170,11 @@ def test_activity_log_custom_property_user_is_used_and_the_caller_is_not() -> No
     payload = load("azure_monitor_activity_log")
     payload["data"]["customProperties"] = {"UserPrincipalName": "adele.vance@contoso.com"}
     result = parse_alert(payload)
-    assert (values(result), result.sources, result.ignored) == (["adele.vance@contoso.com"], ("custom property UserPrincipalName",), None)
+    assert (values(result), result.sources, result.ignored) == (
+        ["adele.vance@contoso.com"],
+        ("custom property UserPrincipalName",),
+        None,
+    )
 
 
 def test_activity_log_custom_property_user_that_is_invalid_is_unusable_not_ignored() -> None:

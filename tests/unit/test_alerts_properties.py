@@ -19,20 +19,80 @@ PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[He
 
 # Keys and values the parsers look for, so random payloads reach deep into every shape.
 KEYS = [
-    "schemaId", "data", "essentials", "alertId", "originAlertId", "alertRule", "signalType", "monitorCondition",
-    "monitoringService", "alertContext", "condition", "allOf", "dimensions", "Dimensions", "name", "value",
-    "SearchResults", "tables", "columns", "rows", "customProperties", "properties", "caller", "signOutCaller",
-    "object", "id", "title", "relatedEntities", "kind", "Type", "AadUserId", "aadUserId", "Name", "accountName",
-    "UPNSuffix", "upnSuffix", "NTDomain", "Accounts", "incidentArmId", "SystemAlertId", "Entities", "AlertDisplayName",
-    "evidence", "@odata.type", "userAccount", "azureAdUserId", "userPrincipalName",
-]  # fmt: skip
+    "schemaId",
+    "data",
+    "essentials",
+    "alertId",
+    "originAlertId",
+    "alertRule",
+    "signalType",
+    "monitorCondition",
+    "monitoringService",
+    "alertContext",
+    "condition",
+    "allOf",
+    "dimensions",
+    "Dimensions",
+    "name",
+    "value",
+    "SearchResults",
+    "tables",
+    "columns",
+    "rows",
+    "customProperties",
+    "properties",
+    "caller",
+    "signOutCaller",
+    "object",
+    "id",
+    "title",
+    "relatedEntities",
+    "kind",
+    "Type",
+    "AadUserId",
+    "aadUserId",
+    "Name",
+    "accountName",
+    "UPNSuffix",
+    "upnSuffix",
+    "NTDomain",
+    "Accounts",
+    "incidentArmId",
+    "SystemAlertId",
+    "Entities",
+    "AlertDisplayName",
+    "evidence",
+    "@odata.type",
+    "userAccount",
+    "azureAdUserId",
+    "userPrincipalName",
+]
 VALUES = [
-    "azureMonitorCommonAlertSchema", "Log", "Metric", "Activity Log", "Resolved", "LogQueryCriteria", "account",
-    "Account", "#microsoft.graph.security.userEvidence", "#microsoft.graph.security.alert", "UserPrincipalName",
-    "adele.vance@contoso.com", "00aa00aa-bb11-cc22-dd33-44ee44ee44ee", "contoso.com", "CONTOSO\\adele", "[{", "[]",
-    '[{"Type": "account", "AadUserId": "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"}]', "", " ", "x" * 2000, "true",
-    "alert\r\nforged", "\x1b[31m\x85\x00",
-]  # fmt: skip
+    "azureMonitorCommonAlertSchema",
+    "Log",
+    "Metric",
+    "Activity Log",
+    "Resolved",
+    "LogQueryCriteria",
+    "account",
+    "Account",
+    "#microsoft.graph.security.userEvidence",
+    "#microsoft.graph.security.alert",
+    "UserPrincipalName",
+    "adele.vance@contoso.com",
+    "00aa00aa-bb11-cc22-dd33-44ee44ee44ee",
+    "contoso.com",
+    "CONTOSO\\adele",
+    "[{",
+    "[]",
+    '[{"Type": "account", "AadUserId": "00aa00aa-bb11-cc22-dd33-44ee44ee44ee"}]',
+    "",
+    " ",
+    "x" * 2000,
+    "true",
+    "alert\r\nforged",
+    "\x1b[31m\x85\x00",
+]
 
 scalars = (
     st.none()
@@ -116,14 +176,19 @@ def test_fixtures_with_junk_merged_in_parse_or_are_refused(fixture: str, junk: o
 
 
 @PROPERTIES
-@given(st.sampled_from(["azure_monitor_activity_log", "azure_monitor_activity_log_service_principal"]),
-       json_values | st.sampled_from(["true", "TRUE", " true ", "false", "yes"]), st.booleans())
+@given(
+    st.sampled_from(["azure_monitor_activity_log", "azure_monitor_activity_log_service_principal"]),
+    json_values | st.sampled_from(["true", "TRUE", " true ", "false", "yes"]),
+    st.booleans(),
+)
 def test_an_activity_log_caller_is_a_target_exactly_when_the_rule_opts_in(fixture: str, opt_in: object, named: bool) -> None:
     payload = copy.deepcopy(FIXTURES[fixture])
     if named:
         payload["data"]["customProperties"] = {"signOutCaller": opt_in}
     result = parse_alert(payload)
-    caller_used = "activity log caller" in result.sources or any(note["entity"].startswith("activity log") for note in result.unusable)
+    caller_used = "activity log caller" in result.sources or any(
+        note["entity"].startswith("activity log") for note in result.unusable
+    )
     assert caller_used == (named and opted_in(opt_in))
     assert (result.ignored is None) == caller_used
 

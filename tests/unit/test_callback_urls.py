@@ -88,8 +88,13 @@ labels = st.text(label_chars, min_size=1, max_size=12) | st.sampled_from(["xn--z
 hosts = st.lists(labels, min_size=1, max_size=4).map(".".join)
 ports = st.sampled_from(["", ":443", ":8443", ":0", ":99999", ":", ":44a"])
 tails = st.text(max_size=30) | st.sampled_from(["/x?sig=abc", "/x y", "/%zz", "/\ud800", "#frag", "?a=\u00e9"])
-urls = st.builds(lambda scheme, host, port, tail: f"{scheme}{host}{port}{tail}", st.sampled_from(["https://", "http://", "https:", ""]),
-                 hosts, ports, tails) | st.text(max_size=60)  # fmt: skip
+urls = st.builds(
+    lambda scheme, host, port, tail: f"{scheme}{host}{port}{tail}",
+    st.sampled_from(["https://", "http://", "https:", ""]),
+    hosts,
+    ports,
+    tails,
+) | st.text(max_size=60)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -47,10 +47,26 @@ SECRET_TEXT = [
 ]
 RUN_STATUSES = {"Succeeded", "Failed", "Skipped", "TimedOut"}
 ACTION_TYPES = {
-    "ApiConnection", "ApiConnectionWebhook", "Http", "HttpWebhook", "Compose", "Select", "Query", "If", "Foreach",
-    "Until", "Scope", "Switch", "InitializeVariable", "SetVariable", "AppendToArrayVariable", "Terminate", "Response",
-    "ParseJson", "Join",
-}  # fmt: skip
+    "ApiConnection",
+    "ApiConnectionWebhook",
+    "Http",
+    "HttpWebhook",
+    "Compose",
+    "Select",
+    "Query",
+    "If",
+    "Foreach",
+    "Until",
+    "Scope",
+    "Switch",
+    "InitializeVariable",
+    "SetVariable",
+    "AppendToArrayVariable",
+    "Terminate",
+    "Response",
+    "ParseJson",
+    "Join",
+}
 
 
 def load(name: str) -> dict[str, Any]:

@@ -69,12 +69,18 @@ def test_a_probe_that_ignores_cancellation_does_not_hold_health_up() -> None:
             return {}
 
         try:
-            return await asyncio.wait_for(Health({"graphPermissions": Check(stubborn, GRAPH.silent, GRAPH.refused)}, timeout=0.05).report(), 10)
+            return await asyncio.wait_for(
+                Health({"graphPermissions": Check(stubborn, GRAPH.silent, GRAPH.refused)}, timeout=0.05).report(), 10
+            )
         finally:
             release.set()
 
     result = asyncio.run(run())
-    assert result["checks"]["graphPermissions"] == {"ok": False, "state": "timeout", "error": "the managed identity endpoint did not answer"}
+    assert result["checks"]["graphPermissions"] == {
+        "ok": False,
+        "state": "timeout",
+        "error": "the managed identity endpoint did not answer",
+    }
 
 
 def test_checks_run_concurrently() -> None:
@@ -90,7 +96,10 @@ def test_checks_run_concurrently() -> None:
         return {}
 
     result = report({"first": Check(first, "x", "y"), "second": Check(second, "x", "y")}, timeout=5)
-    assert result == {"status": "healthy", "checks": {"first": {"ok": True, "state": "ok"}, "second": {"ok": True, "state": "ok"}}}
+    assert result == {
+        "status": "healthy",
+        "checks": {"first": {"ok": True, "state": "ok"}, "second": {"ok": True, "state": "ok"}},
+    }
 
 
 def test_each_check_is_bounded_below_a_second() -> None:
@@ -148,9 +157,16 @@ def test_probes_arriving_during_a_round_share_it() -> None:
 
 
 def test_a_settings_error_is_reported_by_setting_name_and_public_text_only() -> None:
-    exc = SettingsError(f"AzureWebJobsStorage must be a connection string, got 'AccountName=a;AccountKey={SECRET}'", setting="AzureWebJobsStorage")
+    exc = SettingsError(
+        f"AzureWebJobsStorage must be a connection string, got 'AccountName=a;AccountKey={SECRET}'", setting="AzureWebJobsStorage"
+    )
     result = report({"storage": Check(raises(exc), STORAGE.silent, STORAGE.refused)})
-    assert result["checks"]["storage"] == {"ok": False, "state": "failing", "setting": "AzureWebJobsStorage", "error": "app setting AzureWebJobsStorage is invalid"}
+    assert result["checks"]["storage"] == {
+        "ok": False,
+        "state": "failing",
+        "setting": "AzureWebJobsStorage",
+        "error": "app setting AzureWebJobsStorage is invalid",
+    }
     assert SECRET not in json.dumps(result)
 
 
@@ -178,7 +194,11 @@ def test_the_configuration_check_never_echoes_a_setting_value(environment: pytes
 @pytest.mark.parametrize(
     ("exc", "storage", "graph"),
     [
-        (ServiceRequestError(f"Cannot connect to host 127.0.0.1:1?sig={SECRET}"), "storage did not answer", "the managed identity endpoint did not answer"),
+        (
+            ServiceRequestError(f"Cannot connect to host 127.0.0.1:1?sig={SECRET}"),
+            "storage did not answer",
+            "the managed identity endpoint did not answer",
+        ),
         (ConnectionResetError(f"reset {SECRET}"), "storage did not answer", "the managed identity endpoint did not answer"),
         (HttpResponseError(f"AuthorizationFailure {SECRET}"), "storage refused the request", "could not get a token"),
         (ClientAuthenticationError(f"token request failed: {SECRET}"), "storage refused the request", "could not get a token"),
@@ -187,13 +207,21 @@ def test_the_configuration_check_never_echoes_a_setting_value(environment: pytes
     ids=["no connection", "reset", "error answer", "authentication", "anything else"],
 )
 def test_failures_are_fixed_texts_per_kind_never_exception_text(exc: Exception, storage: str, graph: str) -> None:
-    result = report({"storage": Check(raises(exc), STORAGE.silent, STORAGE.refused), "graphPermissions": Check(raises(exc), GRAPH.silent, GRAPH.refused)})
+    result = report(
+        {
+            "storage": Check(raises(exc), STORAGE.silent, STORAGE.refused),
+            "graphPermissions": Check(raises(exc), GRAPH.silent, GRAPH.refused),
+        }
+    )
     assert result["checks"]["storage"] == {"ok": False, "state": "failing", "error": storage}
     assert result["checks"]["graphPermissions"] == {"ok": False, "state": "failing", "error": graph}
     assert SECRET not in json.dumps(result)
 
 
-@pytest.mark.parametrize(("protected", "count"), [("", 0), ("breakglass@contoso.com", 1), ("breakglass@contoso.com,00000000-0000-0000-0000-00000000000a", 2)])
+@pytest.mark.parametrize(
+    ("protected", "count"),
+    [("", 0), ("breakglass@contoso.com", 1), ("breakglass@contoso.com,00000000-0000-0000-0000-00000000000a", 2)],
+)
 def test_the_configuration_check_counts_protected_users_and_warns_when_there_is_none(
     environment: pytest.MonkeyPatch, protected: str, count: int
 ) -> None:
@@ -222,7 +250,10 @@ def test_every_report_shape_matches_the_published_health_schema() -> None:
         report({"configuration": Check(fine, "x", "y"), "storage": Check(hangs, STORAGE.silent, STORAGE.refused)}, timeout=0.05),
         report({"configuration": Check(raises(SettingsError("x", setting="RETENTION_DAYS")), "x", "y")}),
         report({"graphPermissions": Check(lambda: fine_report(), GRAPH.silent, GRAPH.refused)}),
-        {"status": "healthy", "checks": {"configuration": {"ok": True, "state": "ok", "protectedUsers": 0, "warning": NO_PROTECTED_USERS}}},
+        {
+            "status": "healthy",
+            "checks": {"configuration": {"ok": True, "state": "ok", "protectedUsers": 0, "warning": NO_PROTECTED_USERS}},
+        },
     ]
     for body in reports:
         assert not list(validator.iter_errors(body)), body

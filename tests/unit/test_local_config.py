@@ -42,16 +42,16 @@ def test_core_tools_template_uses_the_managed_identity_credential(monkeypatch: p
 
 def test_readme_starts_what_the_template_points_at() -> None:
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### With Azure Functions Core Tools"):readme.index("## API")]
+    section = readme[readme.index("### With Azure Functions Core Tools") : readme.index("## API")]
     graph_port, identity_port = urlsplit(TEMPLATE["GRAPH_ENDPOINT"]).port, urlsplit(TEMPLATE["IDENTITY_ENDPOINT"]).port
     assert re.search(rf"tools\.graph_sim --port {graph_port}\b", section)
-    assert re.search(rf"IDENTITY_HEADER={TEMPLATE['IDENTITY_HEADER']} \S+ -m tools\.identity_endpoint --port {identity_port}\b", section)
+    assert re.search(
+        rf"IDENTITY_HEADER={TEMPLATE['IDENTITY_HEADER']} \S+ -m tools\.identity_endpoint --port {identity_port}\b", section
+    )
 
 
 @pytest.mark.parametrize("protected", [None, "", "  "])
-def test_real_tenant_run_refuses_to_start_without_protected_users(
-    monkeypatch: pytest.MonkeyPatch, protected: str | None
-) -> None:
+def test_real_tenant_run_refuses_to_start_without_protected_users(monkeypatch: pytest.MonkeyPatch, protected: str | None) -> None:
     monkeypatch.setattr(local_stack, "LocalStack", lambda *a, **k: pytest.fail("the stack was created"))
     if protected is None:
         monkeypatch.delenv("PROTECTED_USERS", raising=False)

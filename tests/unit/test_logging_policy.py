@@ -70,9 +70,18 @@ def test_the_policy_keeps_the_callback_url_out_of_every_record(root_at_debug: Co
 
 @pytest.mark.parametrize(
     "name",
-    ["httpx", "httpcore.http11", "azure.core.pipeline.policies.http_logging_policy", "azure.identity.aio._credentials.managed_identity",
-     "azure.storage.queue", "aiohttp.access", "aiohttp.client", "urllib3.connectionpool", "msal.managed_identity"],
-)  # fmt: skip
+    [
+        "httpx",
+        "httpcore.http11",
+        "azure.core.pipeline.policies.http_logging_policy",
+        "azure.identity.aio._credentials.managed_identity",
+        "azure.storage.queue",
+        "aiohttp.access",
+        "aiohttp.client",
+        "urllib3.connectionpool",
+        "msal.managed_identity",
+    ],
+)
 def test_the_policy_quiets_every_logger_that_prints_urls_or_tokens(root_at_debug: Collect, name: str) -> None:
     apply_logging_policy()
     assert not logging.getLogger(name).isEnabledFor(logging.INFO)

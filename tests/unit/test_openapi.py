@@ -390,7 +390,9 @@ def test_the_code_s_task_records_validate_against_the_schema() -> None:
     samples = [
         _record(status=TaskStatus.QUEUED),
         _record(
-            requested_by=Principal("5b1e0c2a-7d3f-4e8a-9b6c-1d2e3f4a5b6c", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "Sentinel playbook"),
+            requested_by=Principal(
+                "5b1e0c2a-7d3f-4e8a-9b6c-1d2e3f4a5b6c", "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "Sentinel playbook"
+            ),
             correlation_id="1234",
             resolved_id="6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b",
             resolved_upn="adele.vance@contoso.com",
@@ -441,7 +443,11 @@ def test_problem_schema_matches_problem_bodies() -> None:
     assert set(body["errors"][0]) == set(definition("ProblemError")["properties"])
     assert_valid("Problem", body)
     assert_valid("Problem", ProblemError(404, "Task not found").body())
-    partly = ProblemError(503, "Partly accepted", extra={"tasks": [{"id": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "a@contoso.com", "status": "queued"}]})
+    partly = ProblemError(
+        503,
+        "Partly accepted",
+        extra={"tasks": [{"id": "0b7c3f52-8f0e-4c7e-9d53-2f1c9a7e6b10", "user": "a@contoso.com", "status": "queued"}]},
+    )
     assert_valid("Problem", partly.body())
 
 

@@ -15,13 +15,18 @@ from tests.app_functions import registered_functions
 
 
 def principal_header(roles: list[str], oid: str = "11111111-2222-3333-4444-555555555555") -> str:
-    claims = [{"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": oid}, {"typ": "name", "val": "SOC automation"}]
+    claims = [
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": oid},
+        {"typ": "name", "val": "SOC automation"},
+    ]
     claims += [{"typ": "roles", "val": role} for role in roles]
     body = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
     return base64.b64encode(json.dumps(body).encode()).decode()
 
 
-def request(headers: dict[str, str] | None = None, method: str = "GET", url: str = "http://localhost/api/signouts") -> func.HttpRequest:
+def request(
+    headers: dict[str, str] | None = None, method: str = "GET", url: str = "http://localhost/api/signouts"
+) -> func.HttpRequest:
     return func.HttpRequest(method, url, headers=headers or {}, body=b"")
 
 
@@ -56,17 +61,22 @@ def test_roles_required_means_signed_in_with_the_right_role() -> None:
     assert requested_by.as_api() == {"objectId": "11111111-2222-3333-4444-555555555555", "displayName": "SOC automation"}
 
 
-@pytest.mark.parametrize("header", ["not base64!", base64.b64encode(b"[1]").decode(), base64.b64encode(b"{").decode(), "A" * 20000])
+@pytest.mark.parametrize(
+    "header", ["not base64!", base64.b64encode(b"[1]").decode(), base64.b64encode(b"{").decode(), "A" * 20000]
+)
 def test_unreadable_principal_is_401(header: str) -> None:
     assert status_of(lambda: parse_principal(header)) == 401
 
 
 @pytest.mark.usefixtures("easy_auth")
-@pytest.mark.parametrize(("name", "method", "url", "role"), [
-    ("create_signouts", "POST", "http://localhost/api/signouts", CREATE_ROLE),
-    ("ingest_alert", "POST", "http://localhost/api/alerts", CREATE_ROLE),
-    ("list_signouts", "GET", "http://localhost/api/signouts", READ_ROLE),
-])
+@pytest.mark.parametrize(
+    ("name", "method", "url", "role"),
+    [
+        ("create_signouts", "POST", "http://localhost/api/signouts", CREATE_ROLE),
+        ("ingest_alert", "POST", "http://localhost/api/alerts", CREATE_ROLE),
+        ("list_signouts", "GET", "http://localhost/api/signouts", READ_ROLE),
+    ],
+)
 def test_every_endpoint_enforces_its_role_before_touching_anything(name: str, method: str, url: str, role: str) -> None:
     handler = registered_functions()[name].get_user_function()
     wrong = READ_ROLE if role == CREATE_ROLE else CREATE_ROLE

@@ -57,7 +57,9 @@ async def call(name: str, method: str, url: str, body: bytes = b"", headers: dic
     """One of the app's HTTP functions, called the way the Functions host calls it."""
     handler = registered_functions()[name].get_user_function()
     params = dict(parse_qsl(urlsplit(url).query))  # as the host parses the query string
-    request = func.HttpRequest(method, url, headers={"content-type": "application/json", **(headers or {})}, params=params, body=body)
+    request = func.HttpRequest(
+        method, url, headers={"content-type": "application/json", **(headers or {})}, params=params, body=body
+    )
     return await handler(request)
 
 
@@ -133,13 +135,17 @@ def test_defect2_direct_queue_message_correlation_id_refuses_every_control_chara
     for char in [*CONTROLS, "\u2028", "\u2029"]:
         raw = json.dumps({"user": "a@contoso.com", "correlationId": f"INC-1{char}forged"}).encode()
         assert "correlationId" in invalid(raw).reason, repr(char)
-    described = decode_message(json.dumps({"user": "a@contoso.com", "description": "a\r\n\tb", "correlationId": "INC-1"}).encode())
+    described = decode_message(
+        json.dumps({"user": "a@contoso.com", "description": "a\r\n\tb", "correlationId": "INC-1"}).encode()
+    )
     assert isinstance(described, DirectRequest) and (described.description, described.correlation_id) == ("a\r\n\tb", "INC-1")
 
 
 def record(user: str = "adele@contoso.com", correlation_id: str | None = "INC-1") -> TaskRecord:
     now = utcnow()
-    return TaskRecord(id=TASK, user=user, status=TaskStatus.SUCCEEDED, created_at=now, updated_at=now, correlation_id=correlation_id)
+    return TaskRecord(
+        id=TASK, user=user, status=TaskStatus.SUCCEEDED, created_at=now, updated_at=now, correlation_id=correlation_id
+    )
 
 
 FORGED = "{}2026-11-26 15:00:00,000 INFO signout.task: task taskId={} status=succeeded user=breakglass@contoso.com"
@@ -174,7 +180,8 @@ CRASHING_MESSAGES = {
     "non-ASCII text padded": "  é  ".encode(),
     "non-ASCII text starting like base64": "e30=é".encode(),
     "5,000-digit integer": b'{"user": "a@contoso.com", "x": ' + HUGE_INTEGER + b"}",
-    "5,000-digit integer in a task message": b'{"version": 1, "taskId": "%s", "user": "a@contoso.com", "page": %s}' % (TASK.encode(), HUGE_INTEGER),
+    "5,000-digit integer in a task message": b'{"version": 1, "taskId": "%s", "user": "a@contoso.com", "page": %s}'
+    % (TASK.encode(), HUGE_INTEGER),
     "5,000-digit integer, base64": base64.b64encode(b'{"user": "a@contoso.com", "version": ' + HUGE_INTEGER + b"}"),
 }
 
@@ -185,7 +192,9 @@ def test_defect3_messages_that_crashed_the_decoder_are_invalid_messages(raw: byt
 
 
 @pytest.mark.parametrize("raw", CRASHING_MESSAGES.values(), ids=CRASHING_MESSAGES.keys())
-async def test_defect3_the_worker_and_the_poison_handler_drop_them_without_raising(caplog: pytest.LogCaptureFixture, raw: bytes) -> None:
+async def test_defect3_the_worker_and_the_poison_handler_drop_them_without_raising(
+    caplog: pytest.LogCaptureFixture, raw: bytes
+) -> None:
     """An exception escaping to the Functions host means retries and the poison queue; these return.
     No runtime is needed: a message that names no task touches no storage."""
     caplog.set_level(logging.ERROR, logger="signout.worker")
@@ -199,7 +208,9 @@ async def test_defect3_the_worker_and_the_poison_handler_drop_them_without_raisi
 async def test_defect4_a_malformed_idempotency_key_on_a_bulk_request_is_400() -> None:
     body = json.dumps({"group": GROUP}).encode()
     for key in ["k" * 201, "   ", "key\x85x", "a\x00b"]:
-        problem = problem_of(await call("create_signouts", "POST", "http://localhost/api/signouts", body, {"Idempotency-Key": key}), 400)
+        problem = problem_of(
+            await call("create_signouts", "POST", "http://localhost/api/signouts", body, {"Idempotency-Key": key}), 400
+        )
         assert problem["title"] == "Invalid Idempotency-Key"
 
 
@@ -208,8 +219,12 @@ def test_defect4_a_bulk_request_fingerprint_binds_its_key_to_the_body() -> None:
         return parse_bulk_request(data, allow_all_users=True).fingerprint()
 
     assert fingerprint(group=GROUP) == fingerprint(group=GROUP, description="")
-    others = {fingerprint(group=GROUP, description="other"), fingerprint(group=GROUP, correlationId="c"),
-              fingerprint(group=str(uuid.UUID(int=1))), fingerprint(allUsers=True, confirm="sign out all users")}  # fmt: skip
+    others = {
+        fingerprint(group=GROUP, description="other"),
+        fingerprint(group=GROUP, correlationId="c"),
+        fingerprint(group=str(uuid.UUID(int=1))),
+        fingerprint(allUsers=True, confirm="sign out all users"),
+    }
     assert len(others) == 4 and fingerprint(group=GROUP) not in others
 
 

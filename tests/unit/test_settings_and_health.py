@@ -25,7 +25,8 @@ def test_sovereign_cloud_endpoint() -> None:
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["http://graph.microsoft.com", "https://graph.microsoft.com/v1.0", "ftp://x", "http://10.0.0.1:80", "https://x?y=1"]
+    "endpoint",
+    ["http://graph.microsoft.com", "https://graph.microsoft.com/v1.0", "ftp://x", "http://10.0.0.1:80", "https://x?y=1"],
 )
 def test_rejects_unsafe_graph_endpoints(endpoint: str) -> None:
     with pytest.raises(SettingsError, match="GRAPH_ENDPOINT"):
@@ -92,7 +93,9 @@ def test_a_developer_credential_without_protected_users_is_refused(credential: s
     assert settings.protected_users == {"bg1@contoso.com"}
 
 
-@pytest.mark.parametrize(("name", "value"), [("RETRY_BUDGET_MINUTES", "0"), ("RETRY_BUDGET_MINUTES", "many"), ("RETRY_BASE_SECONDS", "-1")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("RETRY_BUDGET_MINUTES", "0"), ("RETRY_BUDGET_MINUTES", "many"), ("RETRY_BASE_SECONDS", "-1")]
+)
 def test_bad_numbers_name_the_setting(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
@@ -104,7 +107,10 @@ def jwt(claims: dict) -> str:
 
 
 def test_token_roles_are_read_from_the_claim() -> None:
-    assert token_roles(jwt({"roles": ["User.Read.All", "User.RevokeSessions.All"]})) == ["User.Read.All", "User.RevokeSessions.All"]
+    assert token_roles(jwt({"roles": ["User.Read.All", "User.RevokeSessions.All"]})) == [
+        "User.Read.All",
+        "User.RevokeSessions.All",
+    ]
     assert token_roles(jwt({})) == []
 
 
@@ -114,7 +120,8 @@ def test_missing_revoke_permission_disables_sign_out_with_the_fix() -> None:
     assert report["features"]["signOut"] == {
         "available": False,
         "requires": "User.RevokeSessions.All",
-        "fix": "grant the managed identity the Microsoft Graph application permission User.RevokeSessions.All and admin-consent it",
+        "fix": "grant the managed identity the Microsoft Graph application permission User.RevokeSessions.All "
+        "and admin-consent it",
     }
 
 
@@ -133,7 +140,16 @@ def test_least_privilege_set_is_healthy_and_broad_grants_are_flagged() -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"top": "0"}, {"top": "101"}, {"top": "x"}, {"status": "done"}, {"since": "yesterday"}, {"user": "a/b"}, {"continuationToken": "bad!"}, {"filter": "x"}],
+    [
+        {"top": "0"},
+        {"top": "101"},
+        {"top": "x"},
+        {"status": "done"},
+        {"since": "yesterday"},
+        {"user": "a/b"},
+        {"continuationToken": "bad!"},
+        {"filter": "x"},
+    ],
 )
 def test_log_query_rejects_bad_parameters(params: dict) -> None:
     with pytest.raises(ProblemError) as caught:

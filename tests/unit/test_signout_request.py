@@ -16,7 +16,11 @@ def problem_of(body: dict) -> ProblemError:
 
 def test_users_list_with_description_and_correlation() -> None:
     request = parse_signout_request(
-        {"users": ["adele.vance@contoso.com", "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b"], "description": "INC-42", "correlationId": "c-1"}
+        {
+            "users": ["adele.vance@contoso.com", "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b"],
+            "description": "INC-42",
+            "correlationId": "c-1",
+        }
     )
     assert [user.value for user in request.users] == ["adele.vance@contoso.com", "6f3e2b1a-0c4d-4e5f-8a9b-1c2d3e4f5a6b"]
     assert (request.description, request.correlation_id) == ("INC-42", "c-1")

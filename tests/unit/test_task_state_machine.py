@@ -103,8 +103,13 @@ async def test_a_crashed_attempt_runs_again(
     """Its own message coming back means it crashed; a copy waits for the attempt's deadline."""
     task, message = await accepted(rt, alice_ref)
     attempt_message = message.id if redelivered == "its own message" else "message-of-the-crashed-attempt"
-    rt.tasks.update(task.id, status=TaskStatus.IN_PROGRESS, attempts=1, attempt_message_id=attempt_message,
-                    attempt_deadline=utcnow() + deadline_in)  # fmt: skip
+    rt.tasks.update(
+        task.id,
+        status=TaskStatus.IN_PROGRESS,
+        attempts=1,
+        attempt_message_id=attempt_message,
+        attempt_deadline=utcnow() + deadline_in,
+    )
     await rt.redeliver(message)
     done = rt.tasks.records[task.id]
     assert (done.status, done.attempts) == (TaskStatus.SUCCEEDED, 2)
@@ -113,8 +118,13 @@ async def test_a_crashed_attempt_runs_again(
 
 async def test_a_duplicate_message_waits_for_the_running_attempt(rt: FakeRuntime, alice: FakeUser, alice_ref: UserRef) -> None:
     task, message = await accepted(rt, alice_ref)
-    running = rt.tasks.update(task.id, status=TaskStatus.IN_PROGRESS, attempts=1, attempt_message_id="the-running-attempt",
-                              attempt_deadline=utcnow() + timedelta(seconds=60))  # fmt: skip
+    running = rt.tasks.update(
+        task.id,
+        status=TaskStatus.IN_PROGRESS,
+        attempts=1,
+        attempt_message_id="the-running-attempt",
+        attempt_deadline=utcnow() + timedelta(seconds=60),
+    )
     await rt.redeliver(message)
     assert rt.graph.revocations == []
     assert rt.tasks.records[task.id].etag == running.etag, "the running attempt's record is left alone"
@@ -185,8 +195,13 @@ async def test_the_sweeper_redrives_a_task_whose_attempt_outlived_its_deadline(
     rt: FakeRuntime, alice: FakeUser, alice_ref: UserRef
 ) -> None:
     task, _ = await accepted(rt, alice_ref)  # the message is lost with the instance that took it
-    rt.tasks.update(task.id, status=TaskStatus.IN_PROGRESS, attempts=1, attempt_message_id="lost",
-                    attempt_deadline=utcnow() - timedelta(minutes=1))  # fmt: skip
+    rt.tasks.update(
+        task.id,
+        status=TaskStatus.IN_PROGRESS,
+        attempts=1,
+        attempt_message_id="lost",
+        attempt_deadline=utcnow() - timedelta(minutes=1),
+    )
     await rt.index.mark_active(task.id, utcnow() - timedelta(seconds=1))
     assert await sweep(rt) == 1
     await rt.deliver(rt.settings.signout_queue)

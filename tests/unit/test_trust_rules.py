@@ -90,7 +90,9 @@ class Clock:
 
 async def test_a_protected_upn_protects_its_object_id_and_is_looked_up_once_an_hour() -> None:
     directory, clock = Directory({"bg@contoso.com": "aaaaaaaa-0000-0000-0000-000000000001"}), Clock()
-    protected = ProtectedAccounts(frozenset({"bg@contoso.com", "bbbbbbbb-0000-0000-0000-000000000002"}), directory.get_user, clock)
+    protected = ProtectedAccounts(
+        frozenset({"bg@contoso.com", "bbbbbbbb-0000-0000-0000-000000000002"}), directory.get_user, clock
+    )
     current = await protected.current()
     assert current.covers("AAAAAAAA-0000-0000-0000-000000000001") and current.covers("bbbbbbbb-0000-0000-0000-000000000002")
     assert not current.covers("cccccccc-0000-0000-0000-000000000003", None)
@@ -128,7 +130,10 @@ KINDS = {
     "direct": '{"user": "adele@contoso.com"}',
 }
 LANES = {
-    "signout-requests": ({"task", "direct", "callback"}, Lane("signout-requests", Priority.HIGH, (TaskMessage, DirectRequest, CallbackMessage))),
+    "signout-requests": (
+        {"task", "direct", "callback"},
+        Lane("signout-requests", Priority.HIGH, (TaskMessage, DirectRequest, CallbackMessage)),
+    ),
     "signout-bulk": ({"task"}, Lane("signout-bulk", Priority.LOW, (TaskMessage,))),
     "signout-bulk-pages": ({"page"}, Lane("signout-bulk-pages", Priority.LOW, (JobPageMessage,))),
 }
@@ -145,13 +150,17 @@ def test_each_queue_takes_only_its_own_message_kinds(queue: str, kind: str) -> N
 
 
 def test_a_page_message_never_carries_a_link() -> None:
-    decoded = decode_message(b'{"version":1,"jobId":"' + TASK.encode() + b'","page":2,"link":"https://graph.microsoft.com/v1.0/users"}')
+    decoded = decode_message(
+        b'{"version":1,"jobId":"' + TASK.encode() + b'","page":2,"link":"https://graph.microsoft.com/v1.0/users"}'
+    )
     assert isinstance(decoded, JobPageMessage) and "link" not in decoded.to_text()
 
 
 def test_the_token_is_never_shown_by_the_api() -> None:
     now = utcnow()
-    record = TaskRecord(id=TASK, user="adele@contoso.com", status=TaskStatus.QUEUED, created_at=now, updated_at=now, token=new_token())
+    record = TaskRecord(
+        id=TASK, user="adele@contoso.com", status=TaskStatus.QUEUED, created_at=now, updated_at=now, token=new_token()
+    )
     assert record.token not in str(record.to_api()) and record.token not in repr(record)
 
 
@@ -192,8 +201,16 @@ class Recorder:
 
 def test_an_accept_whose_record_write_cannot_be_confirmed_is_refused_not_202() -> None:
     now = utcnow()
-    record = TaskRecord(id=TASK, user="adele@contoso.com", status=TaskStatus.QUEUED, created_at=now, updated_at=now, token=new_token())
-    rt = SimpleNamespace(tasks=UnsureTasks(), index=Recorder(), pending=Recorder(), queue=Recorder(), settings=SimpleNamespace(signout_queue="signout-requests"))
+    record = TaskRecord(
+        id=TASK, user="adele@contoso.com", status=TaskStatus.QUEUED, created_at=now, updated_at=now, token=new_token()
+    )
+    rt = SimpleNamespace(
+        tasks=UnsureTasks(),
+        index=Recorder(),
+        pending=Recorder(),
+        queue=Recorder(),
+        settings=SimpleNamespace(signout_queue="signout-requests"),
+    )
     with pytest.raises(ServiceRequestError):
         asyncio.run(_create(rt, parse_user("adele@contoso.com"), record))  # type: ignore[arg-type]
     assert "release" not in rt.queue.steps  # the hidden message surfaces only after the accept window
