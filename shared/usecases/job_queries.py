@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.jobs import JOB_STATES, Job
-from shared.domain.problems import ProblemError, field_error, pointer_to
+from shared.domain.problems import field_error, pointer_to
 from shared.usecases.bulk import BulkDeps, job_report
-from shared.usecases.queries import DEFAULT_TOP, MAX_TOP, _decode_token, _encode_token, _parse
+from shared.usecases.queries import DEFAULT_TOP, _encode_token, _parse, page_params
 
 KNOWN_PARAMS = frozenset({"state", "top", "continuationToken", "code"})
 SCAN_BUDGET = 500  # jobs read per page at most when a state filter is selective
@@ -30,13 +30,8 @@ class JobQuery:
 def parse_job_query(params: dict[str, str]) -> JobQuery:
     errors = [field_error(pointer_to(name), "is not a known query parameter") for name in sorted(set(params) - KNOWN_PARAMS)]
     state = _parse(params, "state", _state, (ValueError,), errors, f"must be one of {', '.join(JOB_STATES)}")
-    top = _parse(params, "top", int, (ValueError,), errors, f"must be an integer from 1 to {MAX_TOP}")
-    if top is not None and not 1 <= top <= MAX_TOP:
-        errors.append(field_error("/top", f"must be an integer from 1 to {MAX_TOP}"))
-    after = _parse(params, "continuationToken", _decode_token, (ValueError,), errors, "is not a token this API issued")
-    if errors:
-        raise ProblemError(400, "Invalid query", f"{len(errors)} problem(s) in the query", errors)
-    return JobQuery(state, top or DEFAULT_TOP, after)
+    top, after = page_params(params, errors)
+    return JobQuery(state, top, after)
 
 
 def _state(text: str) -> str:

@@ -105,13 +105,20 @@ def parse_log_query(params: dict[str, str]) -> LogQuery:
     until = _parse(
         params, "until", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285"
     )
+    top, after = page_params(params, errors)
+    return LogQuery(user, correlation_id, status, verified, since, until, top, after)
+
+
+def page_params(params: dict[str, str], errors: list[dict[str, Any]]) -> tuple[int, str | None]:
+    """`top` and `continuationToken`, the paging every list endpoint shares; raises the 400
+    problem with every error found in the query so far."""
     top = _parse(params, "top", int, (ValueError,), errors, f"must be an integer from 1 to {MAX_TOP}")
     if top is not None and not 1 <= top <= MAX_TOP:
         errors.append(field_error("/top", f"must be an integer from 1 to {MAX_TOP}"))
     after = _parse(params, "continuationToken", _decode_token, (ValueError,), errors, "is not a token this API issued")
     if errors:
         raise ProblemError(400, "Invalid query", f"{len(errors)} problem(s) in the query", errors)
-    return LogQuery(user, correlation_id, status, verified, since, until, top or DEFAULT_TOP, after)
+    return top or DEFAULT_TOP, after
 
 
 async def read_log(rt: QueryDeps, query: LogQuery) -> LogResult:
