@@ -2,9 +2,10 @@
 
 import azure.functions as func
 
-from shared.runtime import apply_logging_policy
+from shared.runtime import apply_logging_policy, configure_telemetry
 
 apply_logging_policy()  # before any blueprint is imported: no client may log a URL with a secret
+configure_telemetry()  # nothing exported unless APPLICATIONINSIGHTS_CONNECTION_STRING or OTEL_EXPORTER_OTLP_ENDPOINT is set
 
 from shared.triggers.http_api import bp as api  # noqa: E402
 from shared.triggers.queues import bp as worker  # noqa: E402

@@ -52,6 +52,14 @@ def apply_logging_policy() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def configure_telemetry() -> tuple[str, ...]:
+    """Export traces, metrics and logs where the environment says (nothing by default); called
+    once, when the app is imported, after the logging policy."""
+    from shared.adapters.telemetry import configure_telemetry as configure
+
+    return configure()
+
+
 @dataclass
 class Runtime:
     settings: Settings
