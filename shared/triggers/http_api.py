@@ -28,6 +28,7 @@ from shared.domain.requests import (
 from shared.domain.tasks import TaskRecord
 from shared.runtime import Runtime, runtime
 from shared.settings import get_settings
+from shared.triggers import csv_log
 from shared.triggers.auth import APPROVE_ROLE, CREATE_ROLE, READ_ROLE, roles_required
 from shared.triggers.health import check_health
 from shared.triggers.responses import absolute_url, caller, endpoint, json_response
@@ -82,13 +83,26 @@ async def get_signout(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="signouts", methods=["GET"])
 @endpoint(role=READ_ROLE)
 async def list_signouts(req: func.HttpRequest) -> func.HttpResponse:
-    query = queries.parse_log_query(dict(req.params))
+    params = dict(req.params)
+    query = queries.parse_log_query(params)
     page = await queries.read_log(runtime(), query)
+    if csv_log.wants_csv(params, req.headers.get("accept")):
+        return _log_csv(req, query, page)
     body: dict[str, object] = {"tasks": [task.to_api(status_url(req, task)) for task in page.tasks]}
     if page.continuation_token:
         body["continuationToken"] = page.continuation_token
         body["nextLink"] = absolute_url(req, "/api/signouts", {**query.as_params(), "continuationToken": page.continuation_token})
     return json_response(body)
+
+
+def _log_csv(req: func.HttpRequest, query: queries.LogQuery, page: queries.LogResult) -> func.HttpResponse:
+    """The same page as CSV; the next page's URL in a Link header (RFC 8288), as CSV has no room for it."""
+    headers = {"Content-Disposition": 'attachment; filename="signouts.csv"'}
+    if page.continuation_token:
+        params = {**query.as_params(), "format": "csv", "continuationToken": page.continuation_token}
+        headers["Link"] = f'<{absolute_url(req, "/api/signouts", params)}>; rel="next"'
+    body = csv_log.render(page.tasks).encode()
+    return func.HttpResponse(body, status_code=200, headers=headers, mimetype="text/csv", charset="utf-8")
 
 
 async def _create_job(
@@ -157,7 +171,9 @@ async def _existing_job(job_id: str) -> Job:
 
 async def _job_response(req: func.HttpRequest, job: Job) -> func.HttpResponse:
     """The job report: 202 with Location and Retry-After until it has finished, then 200."""
-    report, finished = await job_report(runtime(), job)
+    rt = runtime()
+    report, finished = await job_report(rt, job)
+    report = job_queries.with_progress(report, rt.settings.graph_writes_per_second)
     url = job_url(req, job.id)
     report["statusUrl"] = url
     if finished:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.jobs import JOB_STATES, Job
 from shared.domain.problems import field_error, pointer_to
+from shared.domain.tasks import iso, utcnow
 from shared.usecases.bulk import BulkDeps, job_report
 from shared.usecases.queries import DEFAULT_TOP, _encode_token, _parse, page_params
 
@@ -56,7 +58,25 @@ async def read_jobs(rt: BulkDeps, query: JobQuery) -> tuple[list[dict[str, Any]]
 
 
 async def _report(rt: BulkDeps, job: Job) -> dict[str, Any]:
-    return (await job_report(rt, job))[0]
+    report = (await job_report(rt, job))[0]
+    return with_progress(report, rt.settings.graph_writes_per_second)
+
+
+_MOVING = frozenset({"enumerating", "running", "cancelling"})
+
+
+def with_progress(report: dict[str, Any], writes_per_second: float, now: datetime | None = None) -> dict[str, Any]:
+    """`total`, `done`, `percent` and, while the job moves, `estimatedFinish` at the configured
+    Graph write rate (the pacer's ceiling: the earliest it can finish, not a promise)."""
+    counts = report["counts"]
+    total = max(report["count"] or 0, counts["discovered"])
+    done = sum(counts[outcome] for outcome in ("succeeded", "failed", "skipped"))
+    moving = report["state"] in _MOVING
+    percent = 100 if report["state"] == "finished" else (100 * done // total if total else 0)
+    eta = None
+    if moving:
+        eta = iso((now or utcnow()) + timedelta(seconds=max(total - done, 0) / writes_per_second))
+    return {**report, "total": total, "done": done, "percent": min(percent, 100), "estimatedFinish": eta}
 
 
 def _wanted(report: dict[str, Any], query: JobQuery) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 from shared.domain.identifiers import InvalidIdentifierError, UserRef, parse_user
 from shared.domain.messages import is_task_id
 from shared.domain.problems import ProblemError, field_error, pointer_to
-from shared.domain.tasks import TaskRecord, TaskStatus, iso, parse_iso
+from shared.domain.tasks import ErrorCategory, TaskRecord, TaskStatus, iso, parse_iso
 from shared.usecases.ports import TaskIndex, TaskStore
 
 T = TypeVar("T")
@@ -21,7 +21,10 @@ DEFAULT_TOP = 50
 MAX_TOP = 100
 SCAN_BUDGET = 1000  # index rows read per page at most when a status filter is selective
 _ROW_KEY = re.compile(r"\d{13}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-KNOWN_PARAMS = frozenset({"user", "correlationId", "status", "verified", "since", "until", "top", "continuationToken", "code"})
+FILTERS = ("user", "correlationId", "jobId", "source", "requestedBy", "status", "verified", "category", "since", "until")
+KNOWN_PARAMS = frozenset({*FILTERS, "top", "continuationToken", "format", "code"})
+# Where a task came from: the API, each alert kind, the poison/queue path and bulk jobs.
+SOURCES = ("api", "azure_monitor", "sentinel_alert", "sentinel_incident", "defender_xdr", "queue", "bulk")
 MAX_CORRELATION_ID = 128
 JOINS_SHOWN = 20
 
@@ -45,18 +48,32 @@ class LogQuery:
     until: datetime | None = None
     top: int = DEFAULT_TOP
     after: str | None = None
+    job_id: str | None = None
+    source: str | None = None
+    requested_by: str | None = None  # an object id or an app id
+    category: ErrorCategory | None = None
 
     def matches(self, task: TaskRecord) -> bool:
-        return (self.status is None or task.status is self.status) and (
-            self.verified is None or bool(task.verified) is self.verified
+        """The filters read from the task record, over the bounded scan of one index partition."""
+        return (
+            (self.status is None or task.status is self.status)
+            and (self.verified is None or bool(task.verified) is self.verified)
+            and (self.job_id is None or task.job_id == self.job_id)
+            and (self.source is None or task.source == self.source)
+            and (self.requested_by is None or _requested_by(task) & {self.requested_by} != set())
+            and (self.category is None or (task.error is not None and task.error.category is self.category))
         )
 
     def as_params(self) -> dict[str, str]:
         params = {
             "user": self.user.value if self.user else None,
             "correlationId": self.correlation_id,
+            "jobId": self.job_id,
+            "source": self.source,
+            "requestedBy": self.requested_by,
             "status": self.status.value if self.status else None,
             "verified": None if self.verified is None else str(self.verified).lower(),
+            "category": self.category.value if self.category else None,
             "since": iso(self.since),
             "until": iso(self.until),
             "top": str(self.top),
@@ -105,8 +122,15 @@ def parse_log_query(params: dict[str, str]) -> LogQuery:
     until = _parse(
         params, "until", _moment, (ValueError, OverflowError), errors, "must be an ISO 8601 date-time from 1970 to 2285"
     )
+    job_id = _parse(params, "jobId", _guid, (ValueError,), errors, "must be a GUID")
+    source = _parse(params, "source", _source, (ValueError,), errors, f"must be one of {', '.join(SOURCES)}")
+    requested_by = _parse(params, "requestedBy", _guid, (ValueError,), errors, "must be an object id or app id (a GUID)")
+    category = _parse(
+        params, "category", ErrorCategory, (ValueError,), errors, f"must be one of {', '.join(c.value for c in ErrorCategory)}"
+    )
+    _parse(params, "format", _format, (ValueError,), errors, "must be json or csv")
     top, after = page_params(params, errors)
-    return LogQuery(user, correlation_id, status, verified, since, until, top, after)
+    return LogQuery(user, correlation_id, status, verified, since, until, top, after, job_id, source, requested_by, category)
 
 
 def page_params(params: dict[str, str], errors: list[dict[str, Any]]) -> tuple[int, str | None]:
@@ -161,6 +185,30 @@ def _correlation_id(text: str) -> str:
     if len(text) > MAX_CORRELATION_ID or not text.isprintable():
         raise ValueError(text)
     return text
+
+
+def _guid(text: str) -> str:
+    guid = text.lower()  # object ids, app ids and job ids: a GUID in either case
+    if not is_task_id(guid):
+        raise ValueError(text)
+    return guid
+
+
+def _source(text: str) -> str:
+    if text not in SOURCES:
+        raise ValueError(text)
+    return text
+
+
+def _format(text: str) -> str:
+    if text not in ("json", "csv"):
+        raise ValueError(text)
+    return text
+
+
+def _requested_by(task: TaskRecord) -> set[str]:
+    by = task.requested_by
+    return {(by.object_id or "").lower(), (by.app_id or "").lower()} if by else set()
 
 
 def _boolean(text: str) -> bool:
