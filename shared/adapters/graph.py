@@ -32,6 +32,8 @@ from msgraph.generated.users.item.revoke_sign_in_sessions.revoke_sign_in_session
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph_core import GraphClientFactory
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from shared.domain.directory import PAGE_FIELDS, TOKEN_TIMEOUT_SECONDS, GraphError, GraphResult, GraphUser, PageUser, UserPage
 from shared.domain.identifiers import is_object_id
@@ -42,6 +44,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
+_tracer = trace.get_tracer("signout.graph")
 USER_FIELDS = ["id", "userPrincipalName", "userType", "signInSessionsValidFromDateTime"]
 READ_PERMISSION = "User.Read.All"
 GROUP_PERMISSION = "GroupMember.Read.All"
@@ -72,6 +75,7 @@ def create_graph_client(settings: Settings, credential: AsyncTokenCredential) ->
 class GraphGateway:
     def __init__(self, client: GraphServiceClient, timeout_seconds: float, credential: AsyncTokenCredential, scope: str) -> None:
         self._client = client
+        self._host = urlsplit(client.request_adapter.base_url).hostname or ""
         self._timeout = timeout_seconds
         self._credential = credential
         self._scope = scope
@@ -98,7 +102,7 @@ class GraphGateway:
         request = self._client.users.by_user_id(user).to_get_request_information(config)
         adapter = self._client.request_adapter
         call = adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})
-        found = await self._call(call, inspect, READ_PERMISSION)
+        found = await self._call(call, inspect, READ_PERMISSION, "GET /users/{id}")
         return GraphResult(_graph_user(found.value, found.request_id), found.request_id)
 
     async def list_users(
@@ -120,7 +124,7 @@ class GraphGateway:
             builder = builder.with_url(next_link)
         request = builder.to_get_request_information(config)
         call = self._client.request_adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})
-        found = await self._call(call, inspect, GROUP_PERMISSION if group_id else READ_PERMISSION)
+        found = await self._call(call, inspect, GROUP_PERMISSION if group_id else READ_PERMISSION, "GET users page")
         page = _user_page(found.value, found.request_id)
         base_url = self._client.request_adapter.base_url
         if page.next_link is not None and not is_own_page_link(page.next_link, base_url, group_id, page_size):
@@ -158,7 +162,7 @@ class GraphGateway:
         config, inspect = _config(request_id, "low", query)
         config.headers.add("ConsistencyLevel", "eventual")  # $count is an advanced query
         permission = GROUP_PERMISSION if group_id else READ_PERMISSION
-        found = await self._call(builder.get(request_configuration=config), inspect, permission)
+        found = await self._call(builder.get(request_configuration=config), inspect, permission, "GET users/$count")
         if not isinstance(found.value, int) or found.value < 0:
             raise GraphError("Graph returned an unreadable count", request_id=found.request_id, transient=True)
         return GraphResult(found.value, found.request_id)
@@ -166,9 +170,25 @@ class GraphGateway:
     async def revoke_sessions(self, user_id: str, client_request_id: str, priority: str) -> GraphResult[Any]:
         config, inspect = _config(client_request_id, priority)
         call = self._client.users.by_user_id(user_id).revoke_sign_in_sessions.post(request_configuration=config)
-        return await self._call(call, inspect, REVOKE_PERMISSION)
+        return await self._call(call, inspect, REVOKE_PERMISSION, "POST /users/{id}/revokeSignInSessions")
 
-    async def _call(self, call: Any, inspect: HeadersInspectionHandlerOption, permission: str) -> GraphResult[Any]:
+    async def _call(
+        self, call: Any, inspect: HeadersInspectionHandlerOption, permission: str, operation: str
+    ) -> GraphResult[Any]:
+        """One Graph call as a client span (HTTP semantic conventions, Graph's request-id); the span
+        names the route template, never the user or the query."""
+        method, _, template = operation.partition(" ")
+        attributes = {"http.request.method": method, "url.template": template, "server.address": self._host}
+        with _tracer.start_as_current_span(f"graph {operation}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            try:
+                result = await self._call_once(call, inspect, permission)
+            except GraphError as failure:
+                span.set_attributes(_failure_attributes(failure))
+                raise
+            span.set_attributes({"http.response.status_code": 200, "graph.request_id": result.request_id or ""})
+            return result
+
+    async def _call_once(self, call: Any, inspect: HeadersInspectionHandlerOption, permission: str) -> GraphResult[Any]:
         try:
             await self._ensure_token()
         except GraphError:
@@ -235,6 +255,16 @@ def _header(headers: dict[str, str] | None, name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+def _failure_attributes(failure: GraphError) -> dict[str, str | int]:
+    """A failed call's span: status, Graph's error code and request-id (never the message text)."""
+    found = {
+        "http.response.status_code": failure.status,
+        "error.type": failure.code or "GraphError",
+        "graph.request_id": failure.request_id,
+    }
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def parse_retry_after(value: str | None) -> float | None:

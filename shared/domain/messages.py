@@ -2,7 +2,9 @@
 
 Plain-text JSON (host.json `messageEncoding: none`); producers that base64 the text (the
 Functions default, `QueueClient` with TextBase64EncodePolicy) are accepted too:
-- a task message `{"version": 1, "taskId", "user", "token"?}`, written by this service;
+- a task message `{"version": 1, "taskId", "user", "token"?, "traceparent"?}`, written by this
+  service (`traceparent`: the W3C trace context of the request that queued it, used only as the
+  parent of the worker's spans: it selects nothing and changes nothing a task does);
 - a callback message `{"version": 1, "callbackFor", "token"}`, written by this service;
 - a job page message `{"version": 1, "jobId", "page", "token"?}`, written by this service;
 - a direct request `{"user", "description"?, "correlationId"?}`, written by anyone allowed to
@@ -24,7 +26,7 @@ import json
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from shared.domain.identifiers import InvalidIdentifierError, UserRef, parse_user
@@ -33,7 +35,7 @@ from shared.domain.text import printable
 SCHEMA_VERSION = 1
 MAX_MESSAGE_CHARS = 64 * 1024  # the service's own limit
 DIRECT_FIELDS = frozenset({"version", "user", "description", "correlationId"})
-TASK_FIELDS = frozenset({"version", "taskId", "user", "token"})
+TASK_FIELDS = frozenset({"version", "taskId", "user", "token", "traceparent"})
 PAGE_FIELDS = frozenset({"version", "jobId", "page", "link", "token"})  # `link`: read by older versions only
 CALLBACK_FIELDS = frozenset({"version", "callbackFor", "token"})
 MAX_DESCRIPTION = 1024
@@ -41,6 +43,8 @@ MAX_CORRELATION_ID = 128
 _DIRECT_NAMESPACE = uuid.UUID("6c4f5d2e-4f0a-4b8e-9a53-1f2d3c4b5a69")
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+# W3C trace context, version 00 (all-zero ids are invalid, as the spec says).
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def new_token() -> str:
@@ -69,9 +73,16 @@ class TaskMessage:
     task_id: str
     user: UserRef
     token: str | None = None
+    traceparent: str | None = field(default=None, compare=False)  # tracing only: not part of what the task is
 
     def to_text(self) -> str:
-        body = {"version": SCHEMA_VERSION, "taskId": self.task_id, "user": self.user.value, "token": self.token}
+        body = {
+            "version": SCHEMA_VERSION,
+            "taskId": self.task_id,
+            "user": self.user.value,
+            "token": self.token,
+            "traceparent": self.traceparent,
+        }
         return _compact(body)
 
 
@@ -173,8 +184,15 @@ def _task_message(body: dict[str, Any]) -> TaskMessage:
     if not named:
         raise InvalidMessageError("taskId must be a lowercase GUID")
     if not set(body) <= TASK_FIELDS:
-        raise InvalidMessageError("a task message is {version: 1, taskId, user, token?}", named)
-    return TaskMessage(named, _user(body, named), _token(body, named))
+        raise InvalidMessageError("a task message is {version: 1, taskId, user, token?, traceparent?}", named)
+    return TaskMessage(named, _user(body, named), _token(body, named), _traceparent(body, named))
+
+
+def _traceparent(body: dict[str, Any], named: str) -> str | None:
+    value = body.get("traceparent")
+    if value is not None and not (isinstance(value, str) and _TRACEPARENT.fullmatch(value)):
+        raise InvalidMessageError("traceparent must be a W3C trace context (00-<trace id>-<span id>-<flags>)", named)
+    return value
 
 
 def _callback(body: dict[str, Any]) -> CallbackMessage:

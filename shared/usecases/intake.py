@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from shared.domain.alerts import AlertUsers
 from shared.domain.identifiers import UserRef
 from shared.domain.messages import CallbackMessage, TaskMessage, new_token
@@ -32,6 +35,7 @@ from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
 from shared.settings import Settings
 from shared.usecases.audit_log import state_change
 from shared.usecases.ports import IdempotencyStore, Pending, PendingStore, TaskIndex, TaskStore, WorkQueue
+from shared.usecases.tracing import current_traceparent, tracer
 
 log = logging.getLogger("signout.intake")
 T = TypeVar("T")
@@ -252,8 +256,10 @@ async def _covering_task(rt: IntakeDeps, pending: Pending) -> TaskRecord | None:
     raise BusyError("a sign-out for this user is being accepted by another request")
 
 
+@tracer.start_as_current_span("signout.accept", kind=SpanKind.PRODUCER)
 async def _create(rt: IntakeDeps, user: UserRef, record: TaskRecord) -> TaskRecord:
-    message = TaskMessage(record.id, user, record.token).to_text()
+    trace.get_current_span().set_attributes({"signout.task_id": record.id, "signout.source": record.source})
+    message = TaskMessage(record.id, user, record.token, current_traceparent()).to_text()
     try:
         receipt = await rt.queue.put(rt.settings.signout_queue, message, ACCEPT_WINDOW.total_seconds())
         await rt.index.mark_active(record.id, utcnow() + SWEEP_AFTER_ACCEPT)

@@ -24,6 +24,8 @@ from enum import Enum
 from http import HTTPStatus
 from typing import Any, Protocol
 
+from opentelemetry.trace import SpanKind
+
 from shared.domain.directory import TOKEN_TIMEOUT_SECONDS, GraphError, GraphUser
 from shared.domain.errors import TaskExistsError
 from shared.domain.identifiers import UserRef, parse_user
@@ -46,6 +48,7 @@ from shared.usecases.bulk import BulkDeps, CancelChecks, count_task, page_poison
 from shared.usecases.callbacks import CallbackDeps, callbacks_pending, deliver_callbacks
 from shared.usecases.ports import PendingStore
 from shared.usecases.protection import ProtectedAccounts
+from shared.usecases.tracing import current_traceparent, links_to_current, parent_from, tracer
 
 log = logging.getLogger("signout.worker")
 _TOKEN_FIELD = re.compile(rb'"token"\s*:\s*"[^"]*"?')
@@ -205,10 +208,19 @@ async def adopt_direct_request(rt: WorkerDeps, request: DirectRequest, message_i
         state_change(record)
     except TaskExistsError:  # a redelivery after the record was written: queue it (again) below
         record = await rt.tasks.get(record.id) or record
-    await rt.queue.put(rt.settings.signout_queue, TaskMessage(record.id, request.user, record.token).to_text())
+    message = TaskMessage(record.id, request.user, record.token, current_traceparent())
+    await rt.queue.put(rt.settings.signout_queue, message.to_text())
 
 
 async def process_task(rt: WorkerDeps, message: TaskMessage, lane: Lane, message_id: str = "") -> None:
+    """One attempt, traced as a child of the request that queued it (the message's traceparent)."""
+    attributes = {"signout.task_id": message.task_id, "messaging.destination.name": lane.queue}
+    context, links = parent_from(message.traceparent), links_to_current()
+    with tracer.start_as_current_span("signout.attempt", context, SpanKind.CONSUMER, attributes, links):
+        await _process_task(rt, message, lane, message_id)
+
+
+async def _process_task(rt: WorkerDeps, message: TaskMessage, lane: Lane, message_id: str) -> None:
     record = await rt.tasks.get(message.task_id)
     if record is None:
         log.warning(
@@ -468,7 +480,8 @@ async def redrive(rt: WorkerDeps, record: TaskRecord) -> None:
     revoking a user twice changes nothing; leaving a user signed in is what must not happen."""
     lane = lane_of(rt, record)
     await rt.index.mark_active(record.id, utcnow() + timedelta(seconds=attempt_seconds(rt)) + SWEEP_GRACE)
-    await rt.queue.put(lane.queue, TaskMessage(record.id, parse_user(record.user), record.token).to_text())
+    retry = TaskMessage(record.id, parse_user(record.user), record.token, current_traceparent())
+    await rt.queue.put(lane.queue, retry.to_text())
     log.warning("task %s (%s) re-driven by the sweeper", record.id, record.status.value)
 
 

@@ -1,0 +1,30 @@
+"""One trace per sign-out: the W3C trace context a task message carries from the request that
+queued it to the worker's attempt. OpenTelemetry API only (a no-op until
+shared/adapters/telemetry.py installs a provider); the carried context is only ever a parent."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+tracer = trace.get_tracer("signout")
+_W3C = TraceContextTextMapPropagator()
+
+
+def current_traceparent() -> str | None:
+    """The current span's context as a `traceparent` value; None when nothing is traced."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def parent_from(traceparent: str | None) -> Context | None:
+    """The context to start a span under (None: the current one)."""
+    return _W3C.extract({"traceparent": traceparent}) if traceparent else None
+
+
+def links_to_current() -> list[trace.Link]:
+    """A link to the span that is current now (the Functions host's invocation), when there is one."""
+    current = trace.get_current_span().get_span_context()
+    return [trace.Link(current)] if current.is_valid else []
