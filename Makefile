@@ -68,7 +68,7 @@ ci: ## What .ci/run runs: lint-infra, lint, typecheck, audit, test
 	$(MAKE) audit-ci
 	$(MAKE) test
 
-bench: install ## Pipeline benchmark (prints figures; see README, Performance)
+bench: install ## Pipeline benchmark (prints figures; see docs/performance.md)
 	$(PY) -m bench.pipeline
 
 clean: ## Remove local environments and run logs
