@@ -12,6 +12,7 @@ import logging
 import os
 
 from shared.domain.tasks import TaskRecord
+from shared.usecases.tracing import TASKS, lane_name
 
 log = logging.getLogger("signout.task")
 
@@ -67,9 +68,18 @@ def state_change_fields(record: TaskRecord, graph_request_id: str | None = None)
     return {key: value for key, value in fields.items() if value is not None}
 
 
+def _count(record: TaskRecord) -> None:
+    """signout.tasks: one per task that ended (its terminal state change is logged once)."""
+    category = record.error.category.value if record.error else "none"
+    lane = lane_name(record.job_id)
+    TASKS.add(1, {"outcome": record.status.value, "category": category, "source": record.source, "lane": lane})
+
+
 def state_change(record: TaskRecord, note: str = "", graph_request_id: str | None = None) -> None:
     present = state_change_fields(record, graph_request_id)
     # repr() for anything unprintable: no value can start a forged log line.
     text = " ".join(f"{key}={value if str(value).isprintable() else repr(value)}" for key, value in present.items())
+    if record.status.is_terminal:
+        _count(record)
     level = logging.WARNING if record.status.value == "failed" else logging.INFO
     log.log(level, "task %s%s", text, f" ({note})" if note else "", extra={**present, "custom_dimensions": present})

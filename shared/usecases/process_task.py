@@ -48,7 +48,16 @@ from shared.usecases.bulk import BulkDeps, CancelChecks, count_task, page_poison
 from shared.usecases.callbacks import CallbackDeps, callbacks_pending, deliver_callbacks
 from shared.usecases.ports import PendingStore
 from shared.usecases.protection import ProtectedAccounts
-from shared.usecases.tracing import current_traceparent, links_to_current, parent_from, tracer
+from shared.usecases.tracing import (
+    PACER_RATE,
+    THROTTLED,
+    TIME_TO_REVOKE,
+    current_traceparent,
+    lane_name,
+    links_to_current,
+    parent_from,
+    tracer,
+)
 
 log = logging.getLogger("signout.worker")
 _TOKEN_FIELD = re.compile(rb'"token"\s*:\s*"[^"]*"?')
@@ -353,8 +362,11 @@ async def revoke(rt: WorkerDeps, record: TaskRecord, user: UserRef, lane: Lane) 
     except GraphError as failure:
         if failure.status == 429:
             rt.pacer.throttled(failure.retry_after)
+            PACER_RATE.set(rt.pacer.rate)
         raise
+    TIME_TO_REVOKE.record((utcnow() - record.created_at).total_seconds(), {"lane": lane_name(record.job_id)})
     rt.pacer.observed(revoked.limit_percentage)
+    PACER_RATE.set(rt.pacer.rate)
     valid_from, warnings = await _read_back(rt, record, target.id, lane)
     guest = (target.user_type or "").lower() == "guest"
     verified = not guest and valid_from is not None and valid_from >= record.created_at.replace(microsecond=0)
@@ -419,6 +431,8 @@ def classify(failure: GraphError) -> TaskError:
 
 async def _after_failure(rt: WorkerDeps, record: TaskRecord, message: TaskMessage, failure: GraphError, lane: Lane) -> None:
     error = classify(failure)
+    if failure.status == 429:
+        THROTTLED.add(1, {"scope": failure.permission or "unknown"})
     if error.category is not ErrorCategory.TRANSIENT:
         await move(rt, record, TaskStatus.FAILED, error=error)
         return

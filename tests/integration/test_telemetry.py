@@ -33,6 +33,7 @@ FUNCTION_KEY = "fkey" + secrets.token_urlsafe(24)
 SIG = "SECRET" + secrets.token_urlsafe(24)
 JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
 REVOKE_SPAN = "graph POST /users/{id}/revokeSignInSessions"
+RAN: list[str] = []  # the tasks this module's stack ran, each signed out once
 
 
 def value(any_value: AnyValue) -> Any:
@@ -50,6 +51,7 @@ class Collector:
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
+        self.metrics: dict[str, float] = {}  # the latest exported total of each metric (cumulative)
         self.raw: list[bytes] = []  # every request body, to search for secrets
         self.lock = threading.Lock()
         collector = self
@@ -79,7 +81,7 @@ class Collector:
             elif path == "/v1/logs":
                 self._logs(ExportLogsServiceRequest.FromString(body))
             elif path == "/v1/metrics":
-                ExportMetricsServiceRequest.FromString(body)  # parses: the metrics are well-formed
+                self._metrics(ExportMetricsServiceRequest.FromString(body))
 
     def _spans(self, request: ExportTraceServiceRequest) -> None:
         for resource in request.resource_spans:
@@ -96,6 +98,15 @@ class Collector:
                     }
                     for span in scope.spans
                 )
+
+    def _metrics(self, request: ExportMetricsServiceRequest) -> None:
+        for resource in request.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.HasField("sum"):
+                        self.metrics[metric.name] = sum(point.as_int or point.as_double for point in metric.sum.data_points)
+                    elif metric.HasField("histogram"):
+                        self.metrics[metric.name] = sum(point.count for point in metric.histogram.data_points)
 
     def _logs(self, request: ExportLogsServiceRequest) -> None:
         for resource in request.resource_logs:
@@ -150,6 +161,7 @@ def signed_out(stack: LocalStack, receiver: CallbackReceiver, name: str) -> dict
         task = response.json()["tasks"][0]
         done = wait_for_terminal(api, f"/api/signouts/{task['id']}")
     assert done["status"] == "succeeded", done
+    RAN.append(done["id"])
     return done
 
 
@@ -206,3 +218,16 @@ def test_no_secret_reaches_the_collector(traced_stack: LocalStack, collector: Co
     for secret in (FUNCTION_KEY, SIG, "code=", "sig="):
         assert secret.encode() not in everything, secret
     assert not JWT.search(everything.decode("utf-8", "replace")), "a bearer token was exported"
+
+
+def test_metrics_count_each_task_and_time_each_revocation(
+    traced_stack: LocalStack, collector: Collector, receiver: CallbackReceiver
+) -> None:
+    signed_out(traced_stack, receiver, "otel-metrics")
+
+    def exported() -> bool:
+        with collector.lock:
+            totals = (collector.metrics.get("signout.tasks"), collector.metrics.get("signout.time_to_revoke"))
+        return totals == (len(RAN), len(RAN))
+
+    wait_until(exported, lambda: f"signout.tasks and signout.time_to_revoke at {len(RAN)}: {collector.metrics}")
