@@ -50,6 +50,7 @@ from shared.usecases.ports import PendingStore
 from shared.usecases.protection import ProtectedAccounts
 from shared.usecases.tracing import (
     PACER_RATE,
+    POISON_MESSAGES,
     THROTTLED,
     TIME_TO_REVOKE,
     current_traceparent,
@@ -461,6 +462,7 @@ async def process_poison(rt: WorkerDeps, raw: bytes, message_id: str, lane: Lane
     """A message the host gave up on after maxDequeueCount deliveries (storage down, a bug). Its
     task is re-driven while its retry budget lasts, then failed; a message this service did not
     write (no matching token) changes nothing."""
+    POISON_MESSAGES.add(1, {"queue": f"{lane.queue}-poison"})
     decoded = decode_for(raw, message_id, lane)
     if isinstance(decoded, JobPageMessage):
         await page_poisoned(rt, decoded)

@@ -16,8 +16,10 @@ TASKS = meter.create_counter("signout.tasks", "{task}", "Tasks that ended, by ou
 TIME_TO_REVOKE = meter.create_histogram("signout.time_to_revoke", "s", "From accepted to Graph's answer to the revoke")
 THROTTLED = meter.create_counter("signout.graph.throttled", "{response}", "Graph 429 answers, by scope (the permission)")
 PACER_RATE = meter.create_gauge("signout.pacer.rate", "{request}/s", "The bulk lane's Graph write rate")
+POISON_MESSAGES = meter.create_counter("signout.poison.messages", "{message}", "Messages moved to a poison queue, by queue")
 # What the workbook and alert queries may name (tests/infra checks them against these).
-METRICS = ("signout.tasks", "signout.time_to_revoke", "signout.graph.throttled", "signout.pacer.rate")
+METRICS = ("signout.tasks", "signout.time_to_revoke", "signout.graph.throttled", "signout.pacer.rate", "signout.poison.messages")
+METRIC_DIMENSIONS = ("outcome", "category", "source", "lane", "scope", "queue")
 
 
 def lane_name(job_id: str | None) -> str:

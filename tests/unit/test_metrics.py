@@ -14,6 +14,7 @@ from shared.domain.identifiers import UserRef, parse_user
 from shared.domain.requests import SignoutRequest
 from shared.domain.tasks import TaskStatus
 from shared.usecases.intake import accept_user
+from shared.usecases.process_task import process_poison, single_lane
 from tests.fakes import FakeRuntime, FakeUser, transient
 
 _READER = InMemoryMetricReader()
@@ -79,3 +80,10 @@ async def test_a_throttled_revoke_counts_by_scope(
     assert counted(after, "signout.graph.throttled", **scope) - counted(before, "signout.graph.throttled", **scope) == 1
     assert counted(after, "signout.tasks") == counted(before, "signout.tasks"), "not ended: retried later"
     assert "signout.pacer.rate" in after
+
+
+async def test_a_poisoned_message_is_counted_by_queue(rt: FakeRuntime, reader: InMemoryMetricReader) -> None:
+    before = points(reader)
+    await process_poison(rt, b'{"user": "adele@contoso.com"}', "m-1", single_lane(rt))
+    queue = {"queue": f"{rt.settings.signout_queue}-poison"}
+    assert counted(points(reader), "signout.poison.messages", **queue) - counted(before, "signout.poison.messages", **queue) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
@@ -138,3 +139,9 @@ def test_no_secret_in_any_attribute(exported: InMemoryLogRecordExporter) -> None
     text = repr(attributes(exported)) + str(exported.get_finished_logs()[0].log_record.body)
     for secret in (TOKEN, SIG, "sig=", "code=", "logic.azure.com"):
         assert secret not in text
+
+
+def test_a_success_logs_its_time_to_revoke(exported: InMemoryLogRecordExporter) -> None:
+    done = task()
+    audit_log.state_change(replace(done, completed_at=done.created_at + timedelta(seconds=4.5)))
+    assert attributes(exported)["timeToRevokeSeconds"] == 4.5
