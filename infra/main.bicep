@@ -9,7 +9,9 @@
 //   │  └─ blob containers: deployment package + Functions host (keys, locks)
 //   ├─ Log Analytics workspace + workspace-based Application Insights (local auth disabled)
 //   ├─ Flex Consumption plan + Function App (Python 3.11)
-//   └─ Azure RBAC for the UAMI, scoped to the storage account / containers / App Insights
+//   ├─ Azure RBAC for the UAMI, scoped to the storage account / containers / App Insights
+//   └─ alert rules, an availability test of /api/health, their action group and the
+//      "Force sign-out" workbook (app/alerts.bicep; README "Operating it")
 //   Microsoft Entra ID (Microsoft Graph Bicep extension, infra/graph/*.bicep):
 //   ├─ Graph application permissions for the UAMI (User.RevokeSessions.All, User.Read.All,
 //   │  GroupMember.Read.All), unless grantGraphPermissions=false (then hooks/postprovision.sh)
@@ -153,6 +155,17 @@ var functionAppName = 'func-signout-${resourceToken}'
 // Container names: 3-63 chars, lowercase letters, digits and dashes.
 var deploymentContainerName = 'app-package-${take(resourceToken, 12)}'
 
+@description('Email address the alerts notify (empty: none; add receivers to the action group later).')
+param alertEmail string = ''
+
+@secure()
+@description('Webhook the alerts POST to in the common alert schema (empty: none).')
+param alertWebhookUrl string = ''
+
+@description('Tasks ending with gave_up in one hour before the gave_up alert fires.')
+@minValue(0)
+param alertGaveUpThreshold int = 5
+
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
   location: location
@@ -257,6 +270,20 @@ module function 'app/function.bicep' = {
     rbac
     graphPermissions
   ]
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    location: location
+    tags: tags
+    alertEmail: alertEmail
+    alertWebhookUrl: alertWebhookUrl
+    gaveUpThreshold: alertGaveUpThreshold
+    healthUrl: '${function.outputs.uri}/api/health'
+  }
 }
 
 // Microsoft Graph application permissions for the UAMI (Graph extension; see lint_infra.sh).

@@ -152,6 +152,12 @@ var appSettings = [
     name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
     value: 'Authorization=AAD;ClientId=${identityClientId}'
   }
+  // The Python worker hands the host's trace context to the app's OpenTelemetry (host.json
+  // telemetryMode: OpenTelemetry); the app exports with the distro (shared/adapters/telemetry.py).
+  {
+    name: 'PYTHON_ENABLE_OPENTELEMETRY'
+    value: 'true'
+  }
   {
     name: 'GRAPH_ENDPOINT'
     value: graphEndpoint

@@ -104,3 +104,19 @@ def _configure_azure_monitor(connection_string: str, pipelines: Pipelines, servi
         log_record_processors=pipelines.logs,
         metric_readers=pipelines.metrics,
     )
+
+
+# What the Azure Monitor exporter writes to Application Insights (the component's classic table
+# names, as queries scoped to it read them): the workbook's and alerts' queries may name only these
+# tables and columns (tests/infra checks), and customDimensions only the project's attributes.
+APPLICATION_INSIGHTS_TABLES: dict[str, frozenset[str]] = {
+    "traces": frozenset({"timestamp", "message", "severityLevel", "customDimensions", "operation_Id", "cloud_RoleName"}),
+    "customMetrics": frozenset(
+        {"timestamp", "name", "value", "valueSum", "valueCount", "valueMin", "valueMax", "customDimensions", "cloud_RoleName"}
+    ),
+    "dependencies": frozenset(
+        {"timestamp", "name", "target", "type", "resultCode", "success", "duration", "customDimensions", "operation_Id"}
+    ),
+    "requests": frozenset({"timestamp", "name", "resultCode", "success", "duration", "customDimensions", "operation_Id"}),
+    "availabilityResults": frozenset({"timestamp", "name", "location", "success", "duration", "message"}),
+}
