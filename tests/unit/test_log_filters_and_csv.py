@@ -60,6 +60,7 @@ async def seeded(rt: FakeRuntime) -> list[TaskRecord]:
         (lambda _: {"category": "permission_denied"}, [3]),
         (lambda _: {"source": "api", "requestedBy": ANALYST.object_id}, [0, 3]),
     ],
+    ids=["jobId", "source-bulk", "source-alert", "requestedBy-app", "requestedBy-user", "category", "source-and-requestedBy"],
 )
 async def test_each_filter_returns_exactly_the_tasks_it_names(rt: FakeRuntime, params: Any, expected: list[int]) -> None:
     tasks = await seeded(rt)
