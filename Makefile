@@ -7,7 +7,7 @@ RUFF := $(VENV)/bin/ruff
 PYTEST_WORKERS ?= 2
 PY_SOURCES := shared tools tests bench function_app.py
 
-.PHONY: help install run test unit format lint typecheck lint-infra audit audit-ci ci bench clean
+.PHONY: help install browser run test unit screenshots format lint typecheck lint-infra audit audit-ci ci bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,18 +22,32 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## Create .venv and install Python and npm (Azurite) dependencies
+install: $(VENV)/.installed node_modules/.installed browser ## Create .venv and install Python and npm (Azurite) dependencies, and the browser
+
+# The browser tests drive Debian's Chromium with Debian's chromedriver: no browser is ever downloaded.
+browser: ## Debian's chromium and chromium-driver for tests/browser, where missing (apt-get, sudo when not root)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
+	  echo "installing from Debian packages: chromium chromium-driver"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 run: install ## Run the service on http://127.0.0.1:7071 (REAL_TENANT=azure_cli: real Graph via your az login)
 	$(PY) -m tools.local_stack --port 7071 $(if $(REAL_TENANT),--real-tenant $(REAL_TENANT))
 
 # --dist loadfile: a file's tests run on one worker, so a module-scoped stack starts once
 # (pytest-xdist's loadgroup does not group under pytest 9: docs/security.md).
-test: install ## Run every tier (unit, integration, devhost, tools, fuzz, infra) in parallel
+test: install ## Run every tier (unit, integration, devhost, tools, fuzz, infra, browser) in parallel
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 unit: install ## The fast tier only (tests/unit: no network, no services)
 	$(PY) -m pytest -m unit tests/unit
+
+screenshots: install ## The browser tests (screenshots in .run/screenshots/), then README's two in docs/images/
+	$(PY) -m pytest -m browser tests/browser
+	mkdir -p docs/images
+	cp .run/screenshots/log.png docs/images/console-log.png
+	cp .run/screenshots/job.png docs/images/console-job.png
 
 # Fixes first (they can leave code to reformat); what is left to fix by hand `make lint` lists.
 format: install ## Apply ruff's safe fixes and format the Python code

@@ -195,6 +195,7 @@ class LocalStack:
 
 EXAMPLE = """
 Force sign-out service running on {url}  (Ctrl-C stops everything)
+  Admin console: {url}/api/console
   Azurite (storage): queue {queue_port}, table {table_port}   Graph: {graph}   logs: {logs}
 {warning}
 Sign out {who}:

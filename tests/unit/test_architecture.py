@@ -31,6 +31,8 @@ ROUTE_ROLES = {
     "ingest_alert": CREATE_ROLE,
     "get_openapi": READ_ROLE,
     "health": None,
+    "get_console": READ_ROLE,
+    "get_console_asset": None,  # the console's script and style sheet: no data
 }
 
 

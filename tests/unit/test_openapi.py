@@ -37,7 +37,7 @@ DOC: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 ALL_METHODS = frozenset(METHODS)
 PROBLEM_CT = "application/problem+json"
-UNAUTHENTICATED_OPERATIONS = {"getHealth"}
+UNAUTHENTICATED_OPERATIONS = {"getHealth", "getConsoleAsset"}
 # Responses the platform writes without a body: the host's 401 for a missing/invalid key or token.
 BODYLESS_STATUSES = {"401"}
 
@@ -273,6 +273,8 @@ def test_operation_ids_are_unique() -> None:
         "ingestAlert",
         "getHealth",
         "getOpenApi",
+        "getConsole",
+        "getConsoleAsset",
     }
 
 
