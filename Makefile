@@ -27,6 +27,7 @@ install: $(VENV)/.installed node_modules/.installed browser ## Create .venv and 
 # The browser tests drive Debian's Chromium with Debian's chromedriver: no browser is ever downloaded.
 browser: ## Debian's chromium and chromium-driver for tests/browser, where missing (apt-get, sudo when not root)
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  command -v apt-get >/dev/null || { echo "no apt-get: install Chromium and chromedriver at /usr/bin to run tests/browser"; exit 0; }; \
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo"; \
 	  echo "installing from Debian packages: chromium chromium-driver"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
