@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
@@ -29,6 +30,9 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 DEFAULT_SERVICE_NAME = "force-signout"
+# msgraph-sdk's HTTP stack (kiota) opens ~14 spans per Graph call, one per middleware step, with
+# the full URL; the app's own client span per call (shared/adapters/graph.py) says what matters.
+QUIET_TRACERS = ("com.microsoft.com:microsoft-kiota", "microsoft-kiota", "microsoft-python-kiota")
 LOGGER_NAME = "signout"  # every logger of the project is a child of it
 
 
@@ -39,6 +43,15 @@ class Pipelines:
     spans: list[SpanProcessor] = field(default_factory=list)
     logs: list[LogRecordProcessor] = field(default_factory=list)
     metrics: list[MetricReader] = field(default_factory=list)
+
+
+class QuietTracerProvider(TracerProvider):
+    """A provider whose tracers for QUIET_TRACERS record nothing (and cost next to nothing)."""
+
+    def get_tracer(self, instrumenting_module_name: str, *args: Any, **kwargs: Any) -> trace.Tracer:
+        if instrumenting_module_name.startswith(QUIET_TRACERS):
+            return trace.NoOpTracer()
+        return super().get_tracer(instrumenting_module_name, *args, **kwargs)
 
 
 def otlp_pipelines(environ: Mapping[str, str]) -> Pipelines:
@@ -67,7 +80,7 @@ def install(pipelines: Pipelines, service: Resource) -> None:
     from azure.core.settings import settings
 
     settings.tracing_implementation = "opentelemetry"
-    tracer_provider = TracerProvider(resource=service)
+    tracer_provider = QuietTracerProvider(resource=service)
     for processor in pipelines.spans:
         tracer_provider.add_span_processor(processor)
     trace.set_tracer_provider(tracer_provider)

@@ -145,3 +145,10 @@ def test_a_success_logs_its_time_to_revoke(exported: InMemoryLogRecordExporter) 
     done = task()
     audit_log.state_change(replace(done, completed_at=done.created_at + timedelta(seconds=4.5)))
     assert attributes(exported)["timeToRevokeSeconds"] == 4.5
+
+
+def test_kiota_middleware_spans_are_not_recorded_but_ours_are() -> None:
+    provider = telemetry.QuietTracerProvider()
+    for name in ("com.microsoft.com:microsoft-kiota-http-httpx", "microsoft-python-kiota-abstractions"):
+        assert not provider.get_tracer(name).start_span("RetryHandler_send").is_recording()
+    assert provider.get_tracer("signout.graph").start_span("graph POST /users/{id}/revokeSignInSessions").is_recording()
