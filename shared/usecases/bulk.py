@@ -33,6 +33,7 @@ from shared.domain.tasks import TaskRecord, TaskStatus, iso, utcnow
 from shared.settings import Settings
 from shared.usecases.job_counts import JobCounts
 from shared.usecases.ports import CounterStore, Graph, JobStore, TaskIndex, TaskStore, WorkQueue
+from shared.usecases.tracing import current_traceparent
 
 log = logging.getLogger("signout.jobs")
 
@@ -291,7 +292,8 @@ async def _create_tasks(rt: BulkDeps, job: Job, users: list[PageUser]) -> None:
             user = parse_user(record.user)
             stored, created = await rt.tasks.create_bulk_task(record, user)
             if created or (stored.status is TaskStatus.QUEUED and not stored.attempts):  # never started
-                await rt.queue.put(rt.settings.bulk_queue, TaskMessage(record.id, user, stored.token).to_text())
+                message = TaskMessage(record.id, user, stored.token, current_traceparent())  # the job's trace
+                await rt.queue.put(rt.settings.bulk_queue, message.to_text())
             return stored
 
     stored = await asyncio.gather(*(one(record) for record in records))
