@@ -25,7 +25,6 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from shared.domain.identifiers import UserRef
 from shared.domain.tasks import TaskRecord
 
 LOG_PARTITION = "log"
@@ -47,10 +46,6 @@ def time_key(moment: datetime) -> str:
 
 def index_row_key(created_at: datetime, row_id: str) -> str:
     return f"{time_key(created_at)}-{row_id}"
-
-
-def user_partition(user: UserRef) -> str:
-    return user.partition
 
 
 def correlation_partition(correlation_id: str) -> str:
