@@ -168,17 +168,38 @@ class LocalStack:
     def start(self) -> LocalStack:
         self.azurite.start()
         if not self.real_tenant:
-            self.identity.start()
-            self.graph.start()
+            endpoints = {"GRAPH_ENDPOINT": self.sim_url, "IDENTITY_ENDPOINT": f"{self.identity_url}/msi/token"}
+            self._start_on_a_free_port(self.identity, "identity_port")
+            self._start_on_a_free_port(self.graph, "sim_port")
+            moved = {"GRAPH_ENDPOINT": self.sim_url, "IDENTITY_ENDPOINT": f"{self.identity_url}/msi/token"}
+            for name, old in endpoints.items():  # a port taken meanwhile moved the service: follow it
+                if self.app_settings.get(name) == old:
+                    self.app_settings[name] = moved[name]
         self.start_devhost()
         return self
+
+    def _start_on_a_free_port(self, service: Service, attribute: str) -> None:
+        """Start `service`; if another process took its port since it was chosen (ports race under
+        xdist and on busy machines), move it to a fresh one."""
+        for attempt in range(3):
+            try:
+                service.start()
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc) or attempt == 2:  # the last try
+                    raise
+                service.stop()
+                service.port = free_port()
+                service.args[service.args.index("--port") + 1] = str(service.port)
+                setattr(self, attribute, service.port)
+            else:
+                return
 
     def start_devhost(self) -> None:
         env = {**self._base_env, "AzureWebJobsStorage": self.azurite.connection_string, **self.app_settings}
         self.devhost = Service(
             "devhost", [sys.executable, "-m", "tools.devhost", "--port", str(self.port)], env, self.port, self.log_dir
         )
-        self.devhost.start()
+        self._start_on_a_free_port(self.devhost, "port")
 
     def stop(self) -> None:
         for service in (self.devhost, self.graph, self.identity):
