@@ -35,7 +35,7 @@ _LISTENING = re.compile(r"Azurite (Blob|Queue|Table) service is successfully lis
 class Azurite:
     """One Azurite process; port 0 means "any free port", fixed after the first start."""
 
-    def __init__(self, blob_port: int = 0, queue_port: int = 0, table_port: int = 0, timeout: float = 20.0) -> None:
+    def __init__(self, blob_port: int = 0, queue_port: int = 0, table_port: int = 0, timeout: float = 120.0) -> None:
         self.ports = {"blob": blob_port, "queue": queue_port, "table": table_port}
         self.timeout = timeout
         self._proc: subprocess.Popen[bytes] | None = None
